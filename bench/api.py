@@ -1,0 +1,278 @@
+"""The contract between the harness and every training-method adapter.
+
+The harness (runner, reports) knows methods only through this module: a method is a class with the
+attributes and methods of :class:`Method`, its hyperparameters are a dataclass derived from
+:class:`BaseHparams`, and data reaches it as :class:`Batch` objects of numpy arrays. Keeping numpy at
+the boundary lets torch, JAX and numpy methods be fed identical data.
+
+This module imports only the standard library and numpy, so that ``python -m bench list`` and the
+CLI's argument checking never import a deep-learning framework.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+InputFormat = Literal["dense", "events"]
+READOUTS = ("sum", "sum_exp", "gauss_window", "max")
+
+
+class InputError(Exception):
+    """Bad user input (file, schema, name, value). The CLI prints it as one line and exits 2."""
+
+
+class DivergedError(Exception):
+    """Training produced a non-finite or exploding loss. The run is recorded as ``diverged``."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a method needs to know about the data to build its network."""
+
+    name: str
+    n_in: int
+    n_classes: int
+    n_steps: int
+    dt_ms: float
+    content_hash: str  # source files' md5 + binning + validation split; changes when any changes
+    class_names: tuple[str, ...] = ()
+
+
+@dataclass
+class Events:
+    """Binned input spikes of a batch in coordinate form, sorted by ``step`` (then sample).
+
+    A bin holding several spikes of the same sample and unit appears once with ``count`` > 1.
+    """
+
+    sample: np.ndarray  # (E,) int64, index within the batch
+    step: np.ndarray  # (E,) int64, time bin
+    unit: np.ndarray  # (E,) int64, input channel
+    count: np.ndarray  # (E,) float32, spikes in that bin
+
+
+@dataclass
+class Batch:
+    """One minibatch. ``x`` is present for dense-input methods, ``events`` for event-input ones."""
+
+    y: np.ndarray  # (B,) int64 labels
+    n_steps: int
+    n_in: int
+    x: np.ndarray | None = None  # (B, T, n_in) uint8 spike counts per bin
+    events: Events | None = None
+
+    @property
+    def size(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass
+class BaseHparams:
+    """Hyperparameters every method has. Adapters derive their own dataclass from this one.
+
+    ``epochs=None`` means the dataset's recommended budget (SHD/SSC: the reference 100; the
+    embedded synthetic set: a few epochs). ``steps`` and ``dt_ms`` set the binning of the input.
+    """
+
+    epochs: int | None = None
+    batch_size: int = 32
+    steps: int = 1000
+    dt_ms: float = 1.0
+    lr: float = 1e-3
+
+
+@dataclass
+class NetworkHparams(BaseHparams):
+    """The shared network of REFERENCE.md: input -> LIF hidden (exponential current synapses,
+    optionally recurrent) -> leaky-integrator outputs, read out by ``loss``.
+
+    Every method built on this network uses these names and defaults, so a comparison changes one
+    thing at a time. ``gauss_mu`` and ``gauss_sigma`` are fractions of the sequence length.
+    """
+
+    hidden: int = 256
+    recurrent: bool = True
+    tau_mem: float = 20.0
+    tau_syn: float = 5.0
+    tau_out: float = 20.0
+    loss: str = "sum_exp"
+    gauss_mu: float = 0.5
+    gauss_sigma: float = 0.25
+
+
+@dataclass
+class InferenceStats:
+    """Activity of the last ``predict`` call, per sample, for NeuroBench-style inference metrics.
+
+    ``synops``: effective synaptic operations (accumulates triggered by spikes, MACs for dense
+    inputs); ``dense_synops``: the operations a dense implementation would perform.
+    """
+
+    hidden_spikes: np.ndarray  # (B,) total hidden spikes per sample
+    n_neurons: int  # hidden neurons counted in hidden_spikes
+    synops: np.ndarray  # (B,)
+    dense_synops: np.ndarray  # (B,)
+    active_fraction: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (B,) neuron-steps active
+
+
+class Method:
+    """Base class of a training-method adapter. Subclasses set the class attributes and implement
+    ``setup``, ``train_step``, ``predict``, ``state_dict`` and ``load_state_dict``.
+
+    Timing contract: the runner times ``train_step`` and ``finalize`` (each followed by ``sync``);
+    ``predict`` is never timed. ``train_step`` returns at least ``loss`` and, where cheap,
+    ``correct`` (number of correctly classified samples in the batch).
+    """
+
+    name: ClassVar[str] = ""
+    framework: ClassVar[str] = "numpy"  # "torch" | "jax" | "numpy"
+    Hparams: ClassVar[type[BaseHparams]] = BaseHparams
+    input_format: ClassVar[InputFormat] = "dense"
+
+    def setup(self, spec: DatasetSpec, hparams: BaseHparams, seed: int, device: str) -> None:
+        raise NotImplementedError
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int) -> None:
+        """Called after each epoch's training steps (untimed), e.g. a silent-neuron remedy."""
+
+    def finalize(self) -> None:
+        """Work after the last epoch that counts as training (timed), e.g. ANN-to-SNN conversion."""
+
+    def predict(self, batch: Batch) -> np.ndarray:
+        """Class scores, shape (B, n_classes); the prediction is their argmax."""
+        raise NotImplementedError
+
+    def inference_stats(self) -> InferenceStats | None:
+        """Activity of the last ``predict`` call; None when the method cannot say."""
+        return None
+
+    def extra_metrics(self) -> dict[str, float]:
+        """Method-specific figures for the record (e.g. an ANN's accuracy before conversion)."""
+        return {}
+
+    def sync(self) -> None:
+        """Block until queued device work is done, so a clock read after it is honest."""
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------
+# Hyperparameter parsing: `--set key=value` checked against the dataclass's field types.
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _convert(text: str, annotation: Any) -> Any:
+    """Convert a command-line string to the type a dataclass field declares."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if text.strip().lower() == "none" and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(text, arg)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError("; ".join(errors))
+    if origin is Literal:
+        if text in args:
+            return text
+        raise ValueError(f"expected one of {', '.join(map(str, args))}, got {text!r}")
+    if annotation is bool:
+        return _parse_bool(text)
+    if annotation is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+    if annotation is float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+        if not np.isfinite(value):
+            raise ValueError(f"expected a finite number, got {text!r}")
+        return value
+    if annotation is str:
+        return text
+    raise ValueError(f"cannot parse a value of type {annotation}")
+
+
+def hparam_fields(cls: type[BaseHparams]) -> dict[str, Any]:
+    """Field name -> resolved type annotation."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def parse_overrides(cls: type[BaseHparams], pairs: list[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings into typed values; raise InputError naming the bad one."""
+    fields = hparam_fields(cls)
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InputError(f"--set expects key=value, got {pair!r}")
+        key, text = pair.split("=", 1)
+        key = key.strip()
+        if key not in fields:
+            raise InputError(
+                f"unknown hyperparameter {key!r} for {cls.__qualname__}; known: {', '.join(fields)}"
+            )
+        try:
+            values[key] = _convert(text.strip(), fields[key])
+        except ValueError as exc:
+            raise InputError(f"bad value for {key}: {exc}") from None
+    return values
+
+
+def make_hparams(cls: type[BaseHparams], overrides: dict[str, Any]) -> BaseHparams:
+    """Build the dataclass and validate it (``validate()`` if the class defines one)."""
+    hparams = cls(**overrides)
+    check = getattr(hparams, "validate", None)
+    if callable(check):
+        check()
+    return hparams
+
+
+def validate_network(hp: NetworkHparams) -> None:
+    """Range checks shared by the network methods; raise InputError on nonsense."""
+    if hp.loss not in READOUTS:
+        raise InputError(f"unknown loss {hp.loss!r}; known: {', '.join(READOUTS)}")
+    positive = {
+        "hidden": hp.hidden,
+        "tau_mem": hp.tau_mem,
+        "tau_syn": hp.tau_syn,
+        "tau_out": hp.tau_out,
+        "steps": hp.steps,
+        "dt_ms": hp.dt_ms,
+        "batch_size": hp.batch_size,
+        "lr": hp.lr,
+        "gauss_sigma": hp.gauss_sigma,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise InputError(f"{key} must be positive, got {value}")
+    if hp.epochs is not None and hp.epochs < 1:
+        raise InputError(f"epochs must be at least 1, got {hp.epochs}")

@@ -1,0 +1,46 @@
+"""Method and dataset names -> where they live. Nothing here imports a framework: a method's
+module is imported only by :func:`load_method`, so ``python -m bench list`` stays instant.
+
+To add a method: write ``methods/<name>.py`` with one :class:`bench.api.Method` subclass and add
+one line to ``METHODS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from bench.api import InputError, Method
+
+# name -> "module:Class"
+METHODS: dict[str, str] = {
+    "bptt-snntorch": "methods.bptt_snntorch:BpttSnntorch",
+}
+
+# name -> one-line description (paths to <name>_{train,test}.h5 files are accepted too)
+DATASETS: dict[str, str] = {
+    "synthetic": "embedded SHD-shaped set (700 channels, 20 classes, ~1 s), generated from a seed",
+    "shd": "Spiking Heidelberg Digits (700 channels, 20 classes); `bench data fetch shd`",
+    "ssc": "Spiking Speech Commands (700 channels, 35 classes); `bench data fetch ssc`",
+}
+
+DEFAULT_DATASET = "synthetic"
+
+
+def method_names() -> list[str]:
+    return sorted(METHODS)
+
+
+def load_method(name: str) -> type[Method]:
+    """Import and return the adapter class registered as ``name``."""
+    if name not in METHODS:
+        raise InputError(f"unknown method {name!r}; known: {', '.join(method_names())}")
+    module_name, class_name = METHODS[name].split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)
+
+
+def method_module_file(name: str) -> str:
+    """Path of the adapter's source file, found without importing it."""
+    spec = importlib.util.find_spec(METHODS[name].split(":")[0])
+    assert spec is not None and spec.origin is not None
+    return spec.origin

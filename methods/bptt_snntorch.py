@@ -1,0 +1,83 @@
+"""Surrogate-gradient BPTT through snntorch (Neftci, Mostafa & Zenke 2019).
+
+The network of :mod:`methods.lif`, stepped with ``snntorch.Synaptic`` neurons (hidden: threshold 1,
+fast-sigmoid surrogate dz/dV = 1 / (slope |V - theta| + 1)^2; outputs: no threshold) and trained
+with Adam on the shared readouts. snntorch's neuron integrates ``mem = beta_m mem + syn``, so its
+input is scaled by (1 - alpha) to give the reference's V = alpha V + (1 - alpha) I exactly. The reset
+to zero is applied here, with the spike detached: as in the reference, the reset is not
+differentiated. The input projection x @ W_in is computed for all steps in one matrix product.
+Memory: autograd keeps the states of every step, O(T B N).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import snntorch
+from snntorch import surrogate
+
+from bench.api import Batch, DatasetSpec, InferenceStats, Method, NetworkHparams, validate_network
+from methods import lif
+from methods.readouts import TorchReadout
+from methods.torch_common import TorchNetworkMethod
+
+
+@dataclass
+class BpttHparams(NetworkHparams):
+    surrogate_slope: float = 100.0
+
+    def validate(self) -> None:
+        validate_network(self)
+
+
+class SnntorchNetwork(torch.nn.Module):
+    def __init__(self, weights: dict[str, np.ndarray], decays: lif.Decays, slope: float):
+        super().__init__()
+        self.w_in = torch.nn.Parameter(torch.from_numpy(weights["w_in"]))
+        self.w_rec = (torch.nn.Parameter(torch.from_numpy(weights["w_rec"]))
+                      if "w_rec" in weights else None)
+        self.w_out = torch.nn.Parameter(torch.from_numpy(weights["w_out"]))
+        self.decays = decays
+        self.hidden = snntorch.Synaptic(
+            alpha=decays.beta, beta=decays.alpha, threshold=lif.THETA,
+            spike_grad=surrogate.fast_sigmoid(slope=slope), reset_mechanism="none",
+        )
+        self.output = snntorch.Synaptic(
+            alpha=decays.beta, beta=decays.alpha_out, reset_mechanism="none",
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, T, n_in) -> hidden spikes (T, B, N), output traces (T, B, C)."""
+        in_scale = 1.0 - self.decays.alpha
+        out_scale = 1.0 - self.decays.alpha_out
+        drive = (x @ (in_scale * self.w_in)).transpose(0, 1)  # (T, B, N), all steps at once
+        w_rec = None if self.w_rec is None else in_scale * self.w_rec
+        w_out = out_scale * self.w_out
+        batch = x.shape[0]
+        syn_h = mem_h = x.new_zeros(batch, self.w_in.shape[1])
+        syn_o = mem_o = x.new_zeros(batch, self.w_out.shape[1])
+        z = x.new_zeros(batch, self.w_in.shape[1])
+        spikes, traces = [], []
+        # unbind, not drive[t]: indexing a tensor that needs grad once per step makes the
+        # backward allocate a (T, B, N) gradient per step, O(T^2).
+        for drive_t in drive.unbind(0):
+            current = drive_t if w_rec is None else drive_t + z @ w_rec
+            z, syn_h, mem_h = self.hidden(current, syn_h, mem_h)
+            z = z.to(x.dtype)  # snntorch's spike function returns float32 whatever the input
+            mem_h = mem_h * (1.0 - z.detach())
+            _, syn_o, mem_o = self.output(z @ w_out, syn_o, mem_o)
+            spikes.append(z)
+            traces.append(mem_o)
+        return torch.stack(spikes), torch.stack(traces)
+
+
+class BpttSnntorch(TorchNetworkMethod):
+    name = "bptt-snntorch"
+    framework = "torch"
+    Hparams = BpttHparams
+    input_format = "dense"
+
+    def build(self, weights: dict[str, np.ndarray], hp: BpttHparams) -> torch.nn.Module:
+        return SnntorchNetwork(weights, lif.Decays.from_hparams(hp), hp.surrogate_slope)

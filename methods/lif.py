@@ -1,0 +1,110 @@
+"""The shared spiking network of REFERENCE.md: its constants, initial weights and a plain reference
+forward pass that every backend (snntorch, norse, spyx, EventProp, ...) is tested against.
+
+Discrete dynamics, one step t = 0..T-1 with input spikes x[t] (dt = ``dt_ms``):
+
+    I_h[t] = beta * I_h[t-1] + x[t] @ W_in + z[t-1] @ W_rec           (exponential current synapse)
+    V_h[t] = alpha * V_h[t-1] + (1 - alpha) * I_h[t]                  (leaky membrane)
+    z[t]   = H(V_h[t] - theta);  V_h[t] <- 0 where z[t] = 1            (spike, reset to zero)
+    I_o[t] = beta * I_o[t-1] + z[t] @ W_out
+    V_o[t] = alpha_o * V_o[t-1] + (1 - alpha_o) * I_o[t]              (leaky-integrator output)
+
+with alpha = exp(-dt/tau_mem), beta = exp(-dt/tau_syn), alpha_o = exp(-dt/tau_out), theta = 1,
+H(u) = 1 if u > 0 else 0, and every state zero at t = -1. Outputs see hidden spikes of the same
+step. Weight matrices are stored (pre, post), so a layer is ``activity @ W``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+THETA = 1.0
+
+# mlGeNN's SHD initialisation (REFERENCE.md): mean and standard deviation of each matrix.
+W_IN_MEAN, W_IN_STD = 0.03, 0.01
+W_REC_MEAN, W_REC_STD = 0.0, 0.02
+W_OUT_MEAN, W_OUT_STD = 0.0, 0.03
+
+
+@dataclass(frozen=True)
+class Decays:
+    alpha: float  # hidden membrane
+    beta: float  # synaptic current (hidden and output)
+    alpha_out: float  # output membrane
+
+    @classmethod
+    def from_taus(cls, tau_mem: float, tau_syn: float, tau_out: float, dt_ms: float) -> "Decays":
+        return cls(
+            alpha=math.exp(-dt_ms / tau_mem),
+            beta=math.exp(-dt_ms / tau_syn),
+            alpha_out=math.exp(-dt_ms / tau_out),
+        )
+
+    @classmethod
+    def from_hparams(cls, hp) -> "Decays":
+        return cls.from_taus(hp.tau_mem, hp.tau_syn, hp.tau_out, hp.dt_ms)
+
+
+def init_weights(
+    seed: int, n_in: int, hidden: int, n_out: int, recurrent: bool
+) -> dict[str, np.ndarray]:
+    """Initial weights (float32, (pre, post)) drawn from one numpy generator, so every backend
+    starts from the same network for the same seed. ``w_rec`` is absent when not recurrent."""
+    rng = np.random.default_rng(seed)
+    weights = {"w_in": rng.normal(W_IN_MEAN, W_IN_STD, size=(n_in, hidden))}
+    recurrent_w = rng.normal(W_REC_MEAN, W_REC_STD, size=(hidden, hidden))
+    if recurrent:
+        weights["w_rec"] = recurrent_w
+    weights["w_out"] = rng.normal(W_OUT_MEAN, W_OUT_STD, size=(hidden, n_out))
+    return {name: w.astype(np.float32) for name, w in weights.items()}
+
+
+def reference_forward(weights: dict, x, decays: Decays):
+    """Direct transcription of the equations above in torch, no tricks, for tests.
+
+    ``x``: (B, T, n_in) tensor; ``weights``: tensors as from :func:`init_weights`.
+    Returns (z, v_out): hidden spikes (T, B, N) and output traces (T, B, C), in x's dtype.
+    """
+    import torch
+
+    w_in, w_out = weights["w_in"], weights["w_out"]
+    w_rec = weights.get("w_rec")
+    batch, steps, _ = x.shape
+    hidden, n_out = w_out.shape
+    i_h = x.new_zeros(batch, hidden)
+    v_h = x.new_zeros(batch, hidden)
+    z = x.new_zeros(batch, hidden)
+    i_o = x.new_zeros(batch, n_out)
+    v_o = x.new_zeros(batch, n_out)
+    spikes, traces = [], []
+    for t in range(steps):
+        i_h = decays.beta * i_h + x[:, t] @ w_in
+        if w_rec is not None:
+            i_h = i_h + z @ w_rec
+        v_h = decays.alpha * v_h + (1 - decays.alpha) * i_h
+        z = (v_h > THETA).to(x.dtype)
+        v_h = v_h * (1 - z)
+        i_o = decays.beta * i_o + z @ w_out
+        v_o = decays.alpha_out * v_o + (1 - decays.alpha_out) * i_o
+        spikes.append(z)
+        traces.append(v_o)
+    return torch.stack(spikes), torch.stack(traces)
+
+
+def synops_per_sample(
+    input_events: np.ndarray, hidden_spikes: np.ndarray, n_in: int, hidden: int, n_out: int,
+    recurrent: bool, steps: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """NeuroBench-style synaptic operations of this network for each sample.
+
+    Effective: every input spike triggers ``hidden`` accumulates, every hidden spike
+    ``hidden`` (recurrent) + ``n_out`` accumulates. Dense: every synapse every step.
+    """
+    fan_out_hidden = hidden * (1 if recurrent else 0) + n_out
+    effective = input_events * hidden + hidden_spikes * fan_out_hidden
+    dense_per_step = n_in * hidden + (hidden * hidden if recurrent else 0) + hidden * n_out
+    dense = np.full_like(effective, dense_per_step * steps, dtype=np.float64)
+    return effective.astype(np.float64), dense

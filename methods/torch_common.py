@@ -1,0 +1,108 @@
+"""What the torch adapters of the shared network have in common: seeding, initial weights from
+:func:`methods.lif.init_weights`, Adam, the shared readout, training and prediction steps,
+inference statistics and checkpoints. An adapter only says how to build its network
+(:meth:`TorchNetworkMethod.build`), a module whose forward maps x (B, T, n_in) to
+(hidden spikes (T, B, N), output traces (T, B, C)).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.api import Batch, DatasetSpec, DivergedError, InferenceStats, Method, NetworkHparams
+from methods import lif
+from methods.readouts import TorchReadout
+
+
+def torch_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        from bench.api import InputError
+
+        raise InputError("--device cuda requested but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def seed_torch(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def dense_input(batch: Batch, device: torch.device) -> torch.Tensor:
+    assert batch.x is not None, "dense-input method received a batch without x"
+    return torch.from_numpy(batch.x).to(device=device, dtype=torch.float32, non_blocking=True)
+
+
+def network_stats(spikes: torch.Tensor, batch: Batch, hp: NetworkHparams, n_out: int) -> InferenceStats:
+    """Inference statistics of the shared network from its hidden spikes (T, B, N)."""
+    hidden_spikes = spikes.sum(dim=(0, 2)).double().cpu().numpy()
+    if batch.x is not None:
+        input_events = batch.x.reshape(batch.size, -1).sum(axis=1).astype(np.float64)
+    else:
+        assert batch.events is not None
+        input_events = np.bincount(batch.events.sample, weights=batch.events.count,
+                                   minlength=batch.size)
+    synops, dense = lif.synops_per_sample(
+        input_events, hidden_spikes, batch.n_in, hp.hidden, n_out, hp.recurrent, batch.n_steps)
+    active = (spikes > 0).double().mean(dim=(0, 2)).cpu().numpy()
+    return InferenceStats(hidden_spikes=hidden_spikes, n_neurons=hp.hidden, synops=synops,
+                          dense_synops=dense, active_fraction=active)
+
+
+class TorchNetworkMethod(Method):
+    """Base of the torch adapters of the shared network (see module docstring)."""
+
+    framework = "torch"
+    max_loss = 1e4  # a loss above this counts as exploding
+
+    def build(self, weights: dict[str, np.ndarray], hp: Any) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def setup(self, spec: DatasetSpec, hparams: Any, seed: int, device: str) -> None:
+        seed_torch(seed)
+        self.spec, self.hp, self.device = spec, hparams, torch_device(device)
+        weights = lif.init_weights(seed, spec.n_in, hparams.hidden, spec.n_classes, hparams.recurrent)
+        self.net = self.build(weights, hparams).to(self.device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=hparams.lr)
+        self.readout = TorchReadout(hparams.loss, spec.n_steps, hparams.gauss_mu,
+                                    hparams.gauss_sigma, device=str(self.device))
+        self._stats: InferenceStats | None = None
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        self.net.train()
+        x = dense_input(batch, self.device)
+        labels = torch.from_numpy(batch.y).to(self.device)
+        _, traces = self.net(x)
+        loss, scores = self.readout.loss(traces, labels)
+        value = float(loss.detach())
+        if not math.isfinite(value) or value > self.max_loss:
+            raise DivergedError(f"loss became {value}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        correct = int((scores.argmax(dim=1) == labels).sum())
+        return {"loss": value, "correct": correct}
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> np.ndarray:
+        self.net.eval()
+        spikes, traces = self.net(dense_input(batch, self.device))
+        self._stats = network_stats(spikes, batch, self.hp, self.spec.n_classes)
+        return self.readout.scores(traces).float().cpu().numpy()
+
+    def inference_stats(self) -> InferenceStats | None:
+        return self._stats
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
