@@ -84,6 +84,16 @@ class BaseHparams:
     steps: int = 1000
     dt_ms: float = 1.0
     lr: float = 1e-3
+    # Input augmentation (training batches only; see datasets/transforms.py).
+    aug_shift: int = 0  # random shift of all channels of a sample by up to +-aug_shift
+    aug_blend: float = 0.0  # extra samples per batch, as a fraction, blended from two of one class
+    aug_dropout: float = 0.0  # probability of dropping each input spike
+    # Input representation (every split): n delayed copies of the input, delay_ms apart.
+    delay_lines: int = 1
+    delay_ms: float = 0.0
+
+    def uses_transforms(self) -> bool:
+        return bool(self.aug_shift or self.aug_blend or self.aug_dropout or self.delay_lines > 1)
 
 
 @dataclass

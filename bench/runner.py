@@ -113,6 +113,17 @@ def prepare(config: RunConfig):
     return method_cls, hparams, data, thread_settings
 
 
+def build_transforms(hparams, spec):
+    """(training transform, evaluation transform, spec the method sees). Augmentations act on
+    training batches only; delay lines change the input of every split (and n_in)."""
+    if not hparams.uses_transforms():
+        return None, None, spec
+    from datasets import transforms
+
+    train, evaluate, n_in = transforms.build(hparams, spec.n_in)
+    return train, evaluate, dataclasses.replace(spec, n_in=n_in)
+
+
 def run(config: RunConfig) -> tuple[dict, Path]:
     """Run one configuration and write its record. Bad input raises InputError (no record)."""
     method_cls, hparams, data, thread_settings = prepare(config)
@@ -127,11 +138,13 @@ def run(config: RunConfig) -> tuple[dict, Path]:
         tags=config.tags,
     )
     record["dataset_info"] = data.provenance
+    train_transform, eval_transform, spec = build_transforms(hparams, data.spec)
     method = method_cls()
-    method.setup(data.spec, hparams, config.seed, config.device)  # InputError: bad device etc.
+    method.setup(spec, hparams, config.seed, config.device)  # InputError: bad device etc.
 
     checkpoint = _checkpoint_path(config, version, data.spec.content_hash)
     trainer = _Trainer(method, data, hparams, config, record, checkpoint)
+    trainer.transforms = {"train": train_transform, "eval": eval_transform}
     try:
         trainer.train()
         record["status"] = "ok"
@@ -202,6 +215,7 @@ class _Trainer:
         self.epoch = 0
         self.best_valid: float | None = None
         self.started = time.monotonic()
+        self.transforms: dict[str, Any] = {"train": None, "eval": None}
 
     # -- training ----------------------------------------------------------------------------
     def train(self) -> None:
@@ -230,7 +244,8 @@ class _Trainer:
         loss_sum, correct, seen = 0.0, 0, 0
         self.memory.resume_phase()
         batches = self.data.batches("train", self.hp.batch_size, fmt=self.fmt, shuffle=True,
-                                    seed=self.config.seed * 100_003 + self.epoch)
+                                    seed=self.config.seed * 100_003 + self.epoch,
+                                    transform=self.transforms["train"])
         for batch in batches:
             self._check_time()
             self.method.sync()
@@ -269,7 +284,8 @@ class _Trainer:
     # -- evaluation (untimed) -----------------------------------------------------------------
     def _accuracy(self, split: str, stats: list | None = None) -> float:
         correct = total = 0
-        for batch in self.data.batches(split, self.hp.batch_size, fmt=self.fmt):
+        for batch in self.data.batches(split, self.hp.batch_size, fmt=self.fmt,
+                                       transform=self.transforms["eval"]):
             scores = np.asarray(self.method.predict(batch))
             if not np.all(np.isfinite(scores)):
                 raise DivergedError(f"non-finite scores on the {split} split")
