@@ -14,6 +14,7 @@ from bench.api import InputError, Method
 # name -> "module:Class"
 METHODS: dict[str, str] = {
     "bptt-snntorch": "methods.bptt_snntorch:BpttSnntorch",
+    "bptt-norse": "methods.bptt_norse:BpttNorse",
 }
 
 # name -> one-line description (paths to <name>_{train,test}.h5 files are accepted too)
