@@ -1,0 +1,420 @@
+"""e-prop (Bellec et al. 2020): online eligibility propagation, no backpropagation through time.
+
+Network: the shared network of :mod:`methods.lif` (current-based LIF hidden layer, optionally
+recurrent, leaky-integrator outputs with a current synapse), stepped forward once; no autograd graph.
+For each step t = 0..T-1, with alpha = exp(-dt/tau_mem), beta = exp(-dt/tau_syn),
+alpha_o = exp(-dt/tau_out), theta = 1:
+
+    I[t]    = beta I[t-1] + x[t] W_in + z[t-1] W_rec
+    a[t]    = rho a[t-1] + z[t-1],  A[t] = theta + beta_a a[t]      (ALIF only; LIF: A = theta)
+    u[t]    = alpha V[t-1] + (1 - alpha) I[t]                        (membrane before the reset)
+    z[t]    = H(u[t] - A[t]);  V[t] = u[t] (1 - z[t])                 (reset to zero)
+    V_o[t]  = zf[t] W_out,  zf = the output filter F applied to z     (equals lif.py's I_o, V_o)
+
+F is the output's impulse response: q[t] = beta q[t-1] + s[t], f[t] = alpha_o f[t-1] + (1 - alpha_o) q[t]
+(``output_synapse=False``: f[t] = alpha_o f[t-1] + (1 - alpha_o) s[t], Bellec's single kappa).
+
+Pseudo-derivative psi_j[t] = (gamma / theta) max(0, 1 - |u_j[t] - A_j[t]| / theta).
+
+Eligibility (the reset is not differentiated, as in Bellec's LIF; presynaptic activity
+p_i[t] = x_i[t] for W_in and z_i[t-1] for W_rec):
+    eps_i[t]  = response of u to p_i: the synaptic/membrane filter of p_i, q_i = beta q_i + p_i,
+                eps_i = alpha eps_i + (1 - alpha) q_i                 (one vector per presynaptic i)
+    LIF:  e_ji[t] = psi_j[t] eps_i[t]
+    ALIF: e_ji[t] = psi_j[t] (eps_i[t] - beta_a epsa_ji[t]),
+          epsa_ji[t] = psi_j[t-1] eps_i[t-1] + (rho - psi_j[t-1] beta_a) epsa_ji[t-1]
+    ebar = F(e)                                                        (the readout's filter, "kappa")
+
+Learning signal and updates (loss: sum_t w(t) CE(softmax(V_o[t]), y) / T, mean over the batch;
+w(t) from ``loss``: sum | sum_exp | gauss_window; ``max`` uses w = 1):
+    err_k[t] = w(t) (softmax(V_o[t])_k - onehot_k) / (B T)
+    L_j[t]   = sum_k B_jk err_k[t],  B = W_out (feedback "symmetric") or fixed random ("random")
+    dW_ji    = sum_b sum_t L_j[t] ebar_ji[t]       (input and recurrent weights)
+    dW_out   = sum_b sum_t zf_j[t] err_k[t]        (exact output gradient)
+Adam applies the accumulated dW once per batch. With no recurrence and symmetric feedback these
+are the exact gradients of the loss for this pseudo-derivative and reset treatment.
+
+Block form (exact, not an approximation): the recursion ebar[t] = F(ebar, e[t]) is evaluated
+``chunk`` steps at a time. Within a block the eligibility factors (psi, eps) of its steps are kept;
+the block's own terms are one matrix product, eps^T (psi * Lf) with Lf the learning signal filtered
+backward by F inside the block, and the filter state carried to the next block, S (B, m, N, n_pre)
+(m = 2 filter states, 1 without output synapse), is updated with one batched matrix product. Memory:
+O(B N (n_in + N) m + chunk B (n_in + N)), independent of T; work per step equals the per-step
+recursion's, done by BLAS. The ALIF term epsa is not factorised and is stepped elementwise
+(O(B N n_pre) work per step: slow; off by default).
+
+Prediction: the shared readout (``loss``) of V_o; ``tau_syn`` is the synaptic time constant of the
+hidden and output neurons, exactly as in lif.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from bench.api import (Batch, DatasetSpec, DivergedError, InferenceStats, InputError, Method,
+                       NetworkHparams, validate_network)
+from methods import lif
+from methods.readouts import time_weights
+from methods.torch_common import dense_input, seed_torch, torch_device
+
+
+@dataclass
+class EpropHparams(NetworkHparams):
+    loss: str = "sum"
+    feedback: Literal["symmetric", "random"] = "symmetric"
+    gamma: float = 0.3  # pseudo-derivative height
+    alif: bool = False
+    tau_adapt: float = 200.0  # ms, ALIF threshold adaptation
+    adapt_strength: float = 0.5  # beta_a, threshold increase per spike (units of theta)
+    output_synapse: bool = True  # output filter includes the current synapse (as lif.py)
+    chunk: int = 100  # steps per block of the exact block form (memory ~ chunk, not T)
+    grad_clip: float = 0.0  # max global norm of an update before Adam; 0 = off
+
+    def validate(self) -> None:
+        validate_network(self)
+        for key in ("gamma", "tau_adapt", "chunk"):
+            if not getattr(self, key) > 0:
+                raise InputError(f"{key} must be positive, got {getattr(self, key)}")
+        if self.feedback not in ("symmetric", "random"):
+            raise InputError(f"feedback must be symmetric or random, got {self.feedback!r}")
+        if self.adapt_strength < 0 or self.grad_clip < 0:
+            raise InputError("adapt_strength and grad_clip must be non-negative")
+
+
+# ---------------------------------------------------------------------------------------------
+# The output filter F as a linear state-space system s[t] = A s[t-1] + b e[t], out = c . s[t].
+
+
+@dataclass(frozen=True)
+class OutputFilter:
+    A: np.ndarray  # (m, m), lower triangular
+    b: np.ndarray  # (m,)
+    c: np.ndarray  # (m,)
+
+    @classmethod
+    def of(cls, decays: lif.Decays, output_synapse: bool) -> "OutputFilter":
+        ao, beta = decays.alpha_out, decays.beta
+        if not output_synapse:
+            return cls(np.array([[ao]]), np.array([1 - ao]), np.array([1.0]))
+        A = np.array([[beta, 0.0], [(1 - ao) * beta, ao]])
+        return cls(A, np.array([1.0, 1 - ao]), np.array([0.0, 1.0]))
+
+    @property
+    def m(self) -> int:
+        return len(self.b)
+
+    def powers(self, n: int) -> list[np.ndarray]:
+        out = [np.eye(self.m)]
+        for _ in range(n):
+            out.append(self.A @ out[-1])
+        return out
+
+    def block_tables(self, n: int) -> dict[str, np.ndarray]:
+        """Coefficients for a block of n steps (see the module docstring).
+
+        H (n, n): H[s, t] = c A^(t-s) b for t >= s (backward filter of L within the block);
+        u (m, n): u[:, k] = (c A^(k+1)) (carried state seen at step k);
+        v (m, n): v[:, s] = A^(n-1-s) b (step s's contribution to the carried state);
+        An (m, m): A^n.
+        """
+        P = self.powers(n)
+        h = np.array([self.c @ P[d] @ self.b for d in range(n)])
+        H = np.zeros((n, n))
+        for s in range(n):
+            H[s, s:] = h[: n - s]
+        u = np.stack([self.c @ P[k + 1] for k in range(n)], axis=1)
+        v = np.stack([P[n - 1 - s] @ self.b for s in range(n)], axis=1)
+        return {"H": H, "u": u, "v": v, "An": P[n]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The network's forward state and one step of it.
+
+
+@dataclass
+class NeuronState:
+    I: torch.Tensor
+    V: torch.Tensor
+    z: torch.Tensor
+    a: torch.Tensor | None  # ALIF adaptation
+    zq: torch.Tensor  # output filter states of z (zq only with the output synapse)
+    zf: torch.Tensor
+
+    @classmethod
+    def zeros(cls, batch: int, hidden: int, alif: bool, like: torch.Tensor) -> "NeuronState":
+        def z():
+            return like.new_zeros(batch, hidden)
+        return cls(z(), z(), z(), z() if alif else None, z(), z())
+
+
+def pseudo_derivative(margin: torch.Tensor, gamma: float) -> torch.Tensor:
+    """psi = (gamma / theta) max(0, 1 - |u - A| / theta) of the margin u - A."""
+    return (gamma / lif.THETA) * torch.clamp(1.0 - margin.abs() / lif.THETA, min=0.0)
+
+
+def neuron_step(st: NeuronState, drive: torch.Tensor, w_rec: torch.Tensor | None,
+                dec: lif.Decays, hp: EpropHparams, rho: float) -> torch.Tensor:
+    """Advance the hidden layer one step in place; return the margin u - A (before the reset)."""
+    current = drive if w_rec is None else drive + st.z @ w_rec
+    st.I.mul_(dec.beta).add_(current)
+    u = st.V.mul_(dec.alpha).add_(st.I, alpha=1.0 - dec.alpha)
+    if st.a is not None:
+        st.a.mul_(rho).add_(st.z)
+        margin = u - (lif.THETA + hp.adapt_strength * st.a)
+    else:
+        margin = u - lif.THETA
+    st.z = (margin > 0).to(u.dtype)
+    st.V = u * (1.0 - st.z)
+    return margin
+
+
+def output_step(st: NeuronState, dec: lif.Decays, output_synapse: bool) -> None:
+    """zf: the output filter applied to the hidden spikes, so that V_o = zf W_out."""
+    if output_synapse:
+        st.zq.mul_(dec.beta).add_(st.z)
+        st.zf.mul_(dec.alpha_out).add_(st.zq, alpha=1.0 - dec.alpha_out)
+    else:
+        st.zf.mul_(dec.alpha_out).add_(st.z, alpha=1.0 - dec.alpha_out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Eligibility traces and the accumulated updates.
+
+
+class Accumulator:
+    """Eligibility traces and weight updates of one batch, in the exact block form."""
+
+    def __init__(self, batch: int, n_in: int, hidden: int, n_out: int, recurrent: bool,
+                 filt: OutputFilter, dec: lif.Decays, hp: EpropHparams, like: torch.Tensor):
+        self.n_in, self.hidden, self.filt, self.dec, self.hp = n_in, hidden, filt, dec, hp
+        self.n_pre = n_in + (hidden if recurrent else 0)
+        new = like.new_zeros
+        self.pre_q = new(batch, self.n_pre)  # synaptic filter of presynaptic activity
+        self.eps = new(batch, self.n_pre)  # membrane filter: eps_i
+        self.S = new(batch, filt.m, hidden, self.n_pre)  # carried filter state of e
+        self.grad = new(hidden, self.n_pre)
+        self.grad_out = new(hidden, n_out)
+        self.rho = math.exp(-hp.dt_ms / hp.tau_adapt)
+        if hp.alif:
+            self.epsa = new(batch, hidden, self.n_pre)
+            self.Sa = new(batch, filt.m, hidden, self.n_pre)
+            self.prev_psi = new(batch, hidden)
+            self.prev_eps = new(batch, self.n_pre)
+        self.buf: dict[str, list[torch.Tensor]] = {"eps": [], "psi": [], "L": [], "zf": [], "err": []}
+        self.tables: dict[int, dict[str, torch.Tensor]] = {}
+        self.started = False
+
+    def presynaptic(self, x_t: torch.Tensor, z_prev: torch.Tensor) -> None:
+        """eps_i[t]: x[t] for input synapses and z[t-1] for recurrent ones, filtered as u is."""
+        q, n_in = self.pre_q, self.n_in
+        q.mul_(self.dec.beta)
+        q[:, :n_in].add_(x_t)
+        if self.n_pre > n_in:
+            q[:, n_in:].add_(z_prev)
+        self.eps.mul_(self.dec.alpha).add_(q, alpha=1.0 - self.dec.alpha)
+
+    def record(self, psi: torch.Tensor, L: torch.Tensor, zf: torch.Tensor, err: torch.Tensor) -> None:
+        """Keep step t's factors for the block; ALIF's non-factorised term is stepped here."""
+        for key, value in (("eps", self.eps.clone()), ("psi", psi), ("L", L), ("zf", zf.clone()),
+                           ("err", err)):
+            self.buf[key].append(value)
+        if self.hp.alif:
+            self._alif_step(psi, L)
+
+    def _alif_step(self, psi: torch.Tensor, L: torch.Tensor) -> None:
+        beta_a = self.hp.adapt_strength
+        # epsa[t] = psi[t-1] eps[t-1] + (rho - psi[t-1] beta_a) epsa[t-1]
+        self.epsa.mul_((self.rho - beta_a * self.prev_psi)[:, :, None])
+        self.epsa.add_(self.prev_psi[:, :, None] * self.prev_eps[:, None, :])
+        e_a = self.epsa * (-beta_a * psi)[:, :, None]
+        A, b, c = self.filt.A, self.filt.b, self.filt.c
+        for k in reversed(range(self.filt.m)):  # lower-triangular A: newest state from older ones
+            self.Sa[:, k].mul_(A[k, k])
+            for j in range(k):
+                if A[k, j]:
+                    self.Sa[:, k].add_(self.Sa[:, j], alpha=float(A[k, j]))
+            self.Sa[:, k].add_(e_a, alpha=float(b[k]))
+        ebar = sum(float(c[k]) * self.Sa[:, k] for k in range(self.filt.m) if c[k])
+        self.grad.add_(torch.einsum("bjn,bj->jn", ebar, L))
+        self.prev_psi, self.prev_eps = psi, self.eps.clone()
+
+    def _block_tables(self, n: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        if n not in self.tables:
+            self.tables[n] = {k: torch.as_tensor(v, dtype=like.dtype, device=like.device)
+                              for k, v in self.filt.block_tables(n).items()}
+        return self.tables[n]
+
+    def flush(self, last: bool) -> None:
+        """Fold the kept block into the updates and the carried state; clear the block."""
+        eps, psi, L = (torch.stack(self.buf[k]) for k in ("eps", "psi", "L"))  # (n, B, .)
+        zf, err = torch.stack(self.buf["zf"]), torch.stack(self.buf["err"])
+        n, batch, hidden = psi.shape
+        tab = self._block_tables(n, psi)
+        m = self.filt.m
+        if self.started:  # the carried state's contribution: sum_k u(k) L[k] against S
+            Lk = torch.einsum("mk,kbj->bmj", tab["u"], L)
+            self.grad.add_(torch.einsum("bmjn,bmj->jn", self.S, Lk))
+        # within the block: eps^T (psi * Lf), Lf[s] = sum_{t>=s} h(t-s) L[t]
+        Lf = (tab["H"] @ L.reshape(n, -1)).reshape(n, batch, hidden)
+        self.grad.add_(((psi * Lf).reshape(n * batch, hidden)).T @ eps.reshape(n * batch, -1))
+        self.grad_out.add_(zf.reshape(n * batch, hidden).T @ err.reshape(n * batch, -1))
+        if not last:
+            self._carry(eps, psi, tab, m)
+        self.buf = {k: [] for k in self.buf}
+
+    def _carry(self, eps: torch.Tensor, psi: torch.Tensor, tab: dict, m: int) -> None:
+        """S <- A^n S + sum_s A^(n-1-s) b e[s], with e[s] = psi[s] eps[s]^T per sample."""
+        n, batch, hidden = psi.shape
+        An = tab["An"]
+        for k in reversed(range(m)):
+            self.S[:, k].mul_(float(An[k, k]))
+            for j in range(k):
+                if An[k, j]:
+                    self.S[:, k].add_(self.S[:, j], alpha=float(An[k, j]))
+        weighted = psi.permute(1, 2, 0)[:, None] * tab["v"][None, :, None, :]  # (B, m, N, n)
+        update = torch.bmm(weighted.reshape(batch, m * hidden, n), eps.permute(1, 0, 2))
+        self.S.add_(update.view(batch, m, hidden, -1))
+        self.started = True
+
+
+# ---------------------------------------------------------------------------------------------
+# The adapter.
+
+
+class Eprop(Method):
+    name = "eprop"
+    framework = "torch"
+    Hparams = EpropHparams
+    input_format = "dense"
+    max_loss = 1e4
+
+    def setup(self, spec: DatasetSpec, hparams: EpropHparams, seed: int, device: str) -> None:
+        seed_torch(seed)
+        self.spec, self.hp, self.device = spec, hparams, torch_device(device)
+        self.dec = lif.Decays.from_hparams(hparams)
+        self.filt = OutputFilter.of(self.dec, hparams.output_synapse)
+        weights = lif.init_weights(seed, spec.n_in, hparams.hidden, spec.n_classes, hparams.recurrent)
+        self.params = {k: torch.nn.Parameter(torch.from_numpy(v).to(self.device))
+                       for k, v in weights.items()}
+        rng = np.random.default_rng(seed + 7919)
+        feedback = rng.normal(0.0, 1.0 / math.sqrt(spec.n_classes), (hparams.hidden, spec.n_classes))
+        self.feedback = torch.tensor(feedback, dtype=torch.float32, device=self.device)
+        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=hparams.lr)
+        w = time_weights(hparams.loss, spec.n_steps, hparams.gauss_mu, hparams.gauss_sigma)
+        self.readout_max = w is None
+        w = np.ones(spec.n_steps) if w is None else w
+        self.time_w = [float(v) for v in w]
+        self._stats: InferenceStats | None = None
+
+    # -- the single forward pass -------------------------------------------------------------
+    def run(self, x: torch.Tensor, labels: torch.Tensor | None) -> dict[str, Any]:
+        """One forward pass over time; with labels, also the e-prop updates (no graph kept)."""
+        hp, dec = self.hp, self.dec
+        batch, steps, n_in = x.shape
+        w_in, w_out = self.params["w_in"].detach(), self.params["w_out"].detach()
+        w_rec = self.params["w_rec"].detach() if "w_rec" in self.params else None
+        st = NeuronState.zeros(batch, hp.hidden, hp.alif, x)
+        acc = None
+        if labels is not None:
+            acc = Accumulator(batch, n_in, hp.hidden, w_out.shape[1], w_rec is not None,
+                              self.filt, dec, hp, x)
+            onehot = torch.nn.functional.one_hot(labels, w_out.shape[1]).to(x.dtype)
+            back = w_out if hp.feedback == "symmetric" else self.feedback
+        rho = math.exp(-hp.dt_ms / hp.tau_adapt)
+        scores = x.new_full((batch, w_out.shape[1]), -math.inf) if self.readout_max else \
+            x.new_zeros(batch, w_out.shape[1])
+        loss = x.new_zeros(())
+        counts = x.new_zeros(batch)
+        chunk = min(hp.chunk, steps)
+        for t0 in range(0, steps, chunk):
+            xc = x[:, t0:t0 + chunk]
+            drive = (xc @ w_in).transpose(0, 1)  # (n, B, N); x's block only
+            for k in range(drive.shape[0]):
+                t = t0 + k
+                if acc is not None:
+                    acc.presynaptic(xc[:, k], st.z)
+                margin = neuron_step(st, drive[k], w_rec, dec, hp, rho)
+                output_step(st, dec, hp.output_synapse)
+                v_out = st.zf @ w_out
+                counts.add_(st.z.sum(dim=1))
+                if self.readout_max:
+                    scores = torch.maximum(scores, v_out)
+                else:
+                    scores.add_(v_out, alpha=self.time_w[t] / steps)
+                if acc is not None:
+                    logp = torch.log_softmax(v_out, dim=1)
+                    wt = self.time_w[t] / steps
+                    loss = loss - wt * (logp * onehot).sum() / batch
+                    err = (logp.exp() - onehot) * (wt / batch)
+                    acc.record(pseudo_derivative(margin, hp.gamma), err @ back.T, st.zf, err)
+            if acc is not None:
+                acc.flush(last=t0 + chunk >= steps)
+        return {"scores": scores, "loss": loss, "acc": acc, "counts": counts}
+
+    # -- the contract ----------------------------------------------------------------------------
+    def gradients(self, acc: Accumulator) -> dict[str, torch.Tensor]:
+        n_in = self.spec.n_in
+        grads = {"w_in": acc.grad[:, :n_in].T, "w_out": acc.grad_out}
+        if "w_rec" in self.params:
+            grads["w_rec"] = acc.grad[:, n_in:].T
+        return grads
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        x = dense_input(batch, self.device)
+        labels = torch.from_numpy(batch.y).to(self.device)
+        with torch.no_grad():
+            out = self.run(x, labels)
+        value = float(out["loss"])
+        if not math.isfinite(value) or value > self.max_loss:
+            raise DivergedError(f"loss became {value}")
+        grads = self.gradients(out["acc"])
+        if self.hp.grad_clip > 0:
+            norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+            if norm > self.hp.grad_clip:
+                grads = {k: g * (self.hp.grad_clip / norm) for k, g in grads.items()}
+        for key, param in self.params.items():
+            param.grad = grads[key].contiguous()
+        self.optimizer.step()
+        correct = int((out["scores"].argmax(dim=1) == labels).sum())
+        return {"loss": value, "correct": correct}
+
+    def predict(self, batch: Batch) -> np.ndarray:
+        with torch.no_grad():
+            out = self.run(dense_input(batch, self.device), None)
+        self._stats = count_stats(out["counts"].double().cpu().numpy(), batch, self.hp,
+                                  self.spec.n_classes)
+        return out["scores"].float().cpu().numpy()
+
+    def inference_stats(self) -> InferenceStats | None:
+        return self._stats
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"params": {k: v.detach().clone() for k, v in self.params.items()},
+                "feedback": self.feedback.clone(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for key, value in state["params"].items():
+                self.params[key].copy_(value)
+        self.feedback = state["feedback"].to(self.device)
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def count_stats(hidden_spikes: np.ndarray, batch: Batch, hp: NetworkHparams,
+                n_out: int) -> InferenceStats:
+    """Inference statistics from per-sample hidden spike counts (no per-step storage)."""
+    input_events = batch.x.reshape(batch.size, -1).sum(axis=1).astype(np.float64)
+    synops, dense = lif.synops_per_sample(input_events, hidden_spikes, batch.n_in, hp.hidden,
+                                          n_out, hp.recurrent, batch.n_steps)
+    active = hidden_spikes / float(hp.hidden * batch.n_steps)
+    return InferenceStats(hidden_spikes=hidden_spikes, n_neurons=hp.hidden, synops=synops,
+                          dense_synops=dense, active_fraction=active)
