@@ -1,0 +1,315 @@
+"""SpikeDataset: the splits of one spike dataset, binned into minibatches for the methods.
+
+Binning (see :mod:`datasets.binning`): a spike at ``t`` seconds falls in step
+``floor(t * 1000 / dt_ms)``; steps ``>= n_steps`` are outside the window and the spike is dropped
+(SHD samples last up to ~1.4 s, so at the reference T = 1000, dt = 1 ms the tail past 1 s is cut;
+:attr:`SpikeDataset.provenance` records how many spikes each split loses). Several spikes of one
+unit in one bin are counted (dense uint8 counts saturate at 255).
+
+Validation split: a ``<prefix>_valid.h5`` file is used when there is one; otherwise a frozen,
+stratified fraction of the training file is held out. Its indices depend only on the training
+labels, the fraction and ``split_seed`` (not on the run's seed), so every run, method and seed
+validates on the same samples.
+
+Each split is held as flat CSR arrays (times, units, offsets, labels), read once. Batches are cut
+from a per-split binned form computed on first use (:func:`datasets.binning.precompute`); with a
+``transform`` (data augmentation), the raw spikes of each batch go through it and are binned then.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from bench.api import Batch, DatasetSpec, InputError
+
+from . import binning
+from .h5 import N_IN, RawSplit, read_split
+from .hashing import cached_md5, md5_of_json
+
+SPLITS = ("train", "valid", "test")
+FORMATS = ("dense", "events")
+HASH_VERSION = 1
+
+# transform(times, units, offsets, labels, rng) -> (times, units, offsets, labels, n_in)
+Transform = Callable[..., tuple]
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a validation subset: ``round(fraction * n)`` samples, shared among the
+    classes in proportion to their size (largest remainder), drawn per class with
+    ``np.random.default_rng(seed)``. Depends only on ``labels``, ``fraction`` and ``seed``."""
+    labels = np.asarray(labels)
+    n = labels.shape[0]
+    n_valid = min(int(math.floor(fraction * n + 0.5)), max(n - 1, 0))
+    if n_valid <= 0:
+        return np.zeros(0, dtype=np.int64)
+    classes, sizes = np.unique(labels, return_counts=True)
+    exact = n_valid * sizes / n
+    quota = np.floor(exact).astype(np.int64)
+    left = n_valid - int(quota.sum())
+    if left > 0:
+        order = np.argsort(-(exact - quota), kind="stable")
+        quota[order[:left]] += 1
+    quota = np.minimum(quota, sizes)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c, q in zip(classes, quota):
+        members = np.flatnonzero(labels == c)
+        chosen.append(rng.permutation(members)[:q])
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def subset(raw: RawSplit, idx: np.ndarray) -> RawSplit:
+    """The samples ``idx`` of a split, as a new split (vectorised gather)."""
+    pos, offsets = binning.gather(raw.offsets, idx)
+    return RawSplit(
+        times=raw.times[pos].copy() if isinstance(pos, slice) else raw.times[pos],
+        units=raw.units[pos].copy() if isinstance(pos, slice) else raw.units[pos],
+        offsets=offsets,
+        labels=raw.labels[idx],
+        speakers=None if raw.speakers is None else raw.speakers[idx],
+        keys=raw.keys,
+        path=raw.path,
+        extras=raw.extras,
+    )
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class SpikeDataset:
+    """Train/valid/test splits of a spike dataset, binned to ``steps`` steps of ``dt_ms``.
+
+    Attributes: ``spec`` (:class:`bench.api.DatasetSpec`), ``provenance`` (JSON-serialisable),
+    ``recommended_epochs``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        files: dict[str, Path],
+        *,
+        steps: int = 1000,
+        dt_ms: float = 1.0,
+        valid_fraction: float = 0.0625,
+        split_seed: int = 0,
+        cache_dir: Path | None = None,
+        recommended_epochs: int = 100,
+        n_in: int = N_IN,
+    ):
+        steps = _check_positive_int("steps", steps)
+        try:
+            dt_ms = float(dt_ms)
+        except (TypeError, ValueError):
+            raise InputError(f"dt_ms must be a positive number, got {dt_ms!r}") from None
+        if not (math.isfinite(dt_ms) and dt_ms > 0):
+            raise InputError(f"dt_ms must be a positive number, got {dt_ms!r}")
+        try:
+            valid_fraction = float(valid_fraction)
+        except (TypeError, ValueError):
+            raise InputError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}") from None
+        if not 0.0 <= valid_fraction < 1.0:
+            raise InputError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
+        if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or split_seed < 0:
+            raise InputError(f"split_seed must be a non-negative integer, got {split_seed!r}")
+        for split in ("train", "test"):
+            if split not in files:
+                raise InputError(f"dataset {name!r} has no {split} file")
+
+        self.name = name
+        self.n_steps = steps
+        self.dt_ms = dt_ms
+        self.n_in = int(n_in)
+        self.recommended_epochs = int(recommended_epochs)
+        self._binned: dict[tuple[str, int, float], binning.BinnedSplit] = {}
+
+        raw = {split: read_split(path, n_in=self.n_in) for split, path in files.items()}
+        md5s = {split: cached_md5(path, cache_dir) for split, path in files.items()}
+
+        keys = next((r.keys for r in raw.values() if r.keys), None)
+        max_label = max(int(r.labels.max()) for r in raw.values())
+        n_classes = len(keys) if keys else max_label + 1
+        for split, r in raw.items():
+            top = int(r.labels.max())
+            if top >= n_classes:
+                raise InputError(
+                    f"{files[split]}: label {top} out of range: /extra/keys names {n_classes} classes"
+                )
+
+        if "valid" in raw:
+            validation = {"source": "file"}
+            splits = raw
+        else:
+            train = raw["train"]
+            valid_idx = stratified_split(train.labels, valid_fraction, int(split_seed))
+            keep = np.ones(train.n_samples, dtype=bool)
+            keep[valid_idx] = False
+            validation = {
+                "source": "cut from train",
+                "fraction": valid_fraction,
+                "seed": int(split_seed),
+                "n_valid": int(valid_idx.shape[0]),
+                "indices_md5": md5_of_json(valid_idx.tolist()),
+            }
+            splits = {
+                "train": subset(train, np.flatnonzero(keep)),
+                "valid": subset(train, valid_idx),
+                "test": raw["test"],
+            }
+        self._splits: dict[str, RawSplit] = splits
+        self.valid_indices = None if "valid" in raw else valid_idx
+
+        content = {
+            "version": HASH_VERSION,
+            "files": md5s,
+            "n_in": self.n_in,
+            "n_steps": steps,
+            "dt_ms": dt_ms,
+            "validation": validation,
+        }
+        self.spec = DatasetSpec(
+            name=name,
+            n_in=self.n_in,
+            n_classes=int(n_classes),
+            n_steps=steps,
+            dt_ms=dt_ms,
+            content_hash=md5_of_json(content),
+            class_names=tuple(keys) if keys else (),
+        )
+
+        scale = binning.scale_for(dt_ms)
+        dropped = {}
+        for split, r in splits.items():
+            n_out = int(np.count_nonzero(np.multiply(r.times, scale, dtype=np.float32) >= steps))
+            dropped[split] = {
+                "count": n_out,
+                "fraction": (n_out / r.n_spikes) if r.n_spikes else 0.0,
+            }
+        self.provenance = {
+            "name": name,
+            "files": {split: {"path": str(Path(p).resolve()), "md5": md5s[split]} for split, p in files.items()},
+            "validation": validation,
+            "sizes": {split: r.n_samples for split, r in splits.items()},
+            "binning": {
+                "n_steps": steps,
+                "dt_ms": dt_ms,
+                "rule": "step = floor(t_s * 1000 / dt_ms); spikes with step >= n_steps are dropped",
+            },
+            "dropped_spikes": dropped,
+            "content_hash": self.spec.content_hash,
+        }
+
+    # -- sizes and labels -------------------------------------------------------------------
+
+    def _split(self, split: str) -> RawSplit:
+        if split not in self._splits:
+            raise InputError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+        return self._splits[split]
+
+    def split_size(self, split: str) -> int:
+        return self._split(split).n_samples
+
+    def labels(self, split: str) -> np.ndarray:
+        return self._split(split).labels.astype(np.int64, copy=True)
+
+    def raw(self, split: str) -> RawSplit:
+        """The split's flat arrays (read-only use: shared with the dataset)."""
+        return self._split(split)
+
+    def binned(self, split: str) -> binning.BinnedSplit:
+        """The split binned at this dataset's (dt_ms, n_steps), computed once and kept."""
+        key = (split, self.n_steps, self.dt_ms)
+        if key not in self._binned:
+            r = self._split(split)
+            self._binned[key] = binning.precompute(
+                r.times, r.units, r.offsets, self.dt_ms, self.n_steps, self.n_in
+            )
+        return self._binned[key]
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}={self.split_size(s)}" for s in SPLITS)
+        return f"SpikeDataset({self.name!r}, {sizes}, T={self.n_steps}, dt={self.dt_ms} ms)"
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        fmt: str = "dense",
+        shuffle: bool = False,
+        seed: int | None = None,
+        transform: Transform | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
+        """Minibatches of ``split`` in order, or in the permutation ``default_rng(seed)`` draws.
+
+        ``fmt="dense"`` fills ``Batch.x`` (B, T, n_in) uint8 counts; ``fmt="events"`` fills
+        ``Batch.events``. ``transform(times, units, offsets, labels, rng)`` receives copies of the
+        batch's raw spikes (seconds, CSR) and the generator, and returns them changed together
+        with the number of input units, before binning.
+        """
+        raw = self._split(split)
+        batch_size = _check_positive_int("batch_size", batch_size)
+        if fmt not in FORMATS:
+            raise InputError(f"unknown input format {fmt!r}; known: {', '.join(FORMATS)}")
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(raw.n_samples) if shuffle else np.arange(raw.n_samples)
+        binned = self.binned(split) if transform is None else None
+        return self._iterate(raw, order, batch_size, fmt, transform, drop_last, rng, binned)
+
+    def _iterate(self, raw, order, batch_size, fmt, transform, drop_last, rng, binned):
+        n = order.shape[0]
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            if drop_last and idx.shape[0] < batch_size:
+                return
+            if transform is None:
+                y = raw.labels[idx].astype(np.int64)
+                if fmt == "dense":
+                    yield Batch(y=y, n_steps=self.n_steps, n_in=self.n_in, x=binning.dense_batch(binned, idx))
+                else:
+                    yield Batch(y=y, n_steps=self.n_steps, n_in=self.n_in, events=binning.events_batch(binned, idx))
+                continue
+            yield self._transformed(raw, idx, fmt, transform, rng)
+
+    def _transformed(self, raw: RawSplit, idx, fmt, transform, rng) -> Batch:
+        pos, offsets = binning.gather(raw.offsets, idx)
+        times = np.array(raw.times[pos], copy=True)
+        units = np.array(raw.units[pos], copy=True)
+        labels = raw.labels[idx].astype(np.int64)
+        out = transform(times, units, offsets, labels, rng)
+        try:
+            times, units, offsets, labels, n_in = out
+        except (TypeError, ValueError):
+            raise ValueError(
+                "transform must return (times, units, offsets, labels, n_in)"
+            ) from None
+        times = np.asarray(times, dtype=np.float32)
+        units = np.asarray(units)
+        offsets = np.asarray(offsets, dtype=np.int64)
+        labels = np.asarray(labels, dtype=np.int64)
+        n_in = int(n_in)
+        if (
+            times.shape != units.shape
+            or offsets.ndim != 1
+            or offsets.shape[0] != labels.shape[0] + 1
+            or offsets[0] != 0
+            or offsets[-1] != times.shape[0]
+        ):
+            raise ValueError("transform returned inconsistent times/units/offsets/labels")
+        if units.size and (int(units.min()) < 0 or int(units.max()) >= n_in):
+            raise ValueError(f"transform returned a unit outside 0..{n_in - 1}")
+        if fmt == "dense":
+            x = binning.bin_batch(times, units, offsets, self.n_steps, self.dt_ms, n_in, "dense")
+            return Batch(y=labels, n_steps=self.n_steps, n_in=n_in, x=x)
+        ev = binning.bin_batch(times, units, offsets, self.n_steps, self.dt_ms, n_in, "events")
+        return Batch(y=labels, n_steps=self.n_steps, n_in=n_in, events=ev)
