@@ -15,6 +15,8 @@ from bench.api import InputError, Method
 METHODS: dict[str, str] = {
     "bptt-snntorch": "methods.bptt_snntorch:BpttSnntorch",
     "bptt-norse": "methods.bptt_norse:BpttNorse",
+    "bptt-spyx": "methods.bptt_spyx:BpttSpyx",
+    "paralif": "methods.paralif:ParaLIF",
 }
 
 # name -> one-line description (paths to <name>_{train,test}.h5 files are accepted too)
