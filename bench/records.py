@@ -36,6 +36,12 @@ METRICS: dict[str, dict[str, Any]] = {
     "seconds_per_epoch": {"higher_is_better": False, "tolerance": 0.5, "unit": "s", "relative": True},
     "train_seconds": {"higher_is_better": False, "tolerance": 0.5, "unit": "s", "relative": True},
     "peak_train_bytes": {"higher_is_better": False, "tolerance": 0.25, "unit": "B", "relative": True},
+    # Inference activity (NeuroBench-style), read from the record's "inference" section: fewer
+    # spikes and synaptic operations per sample mean cheaper inference on neuromorphic hardware.
+    "spikes_per_neuron": {"higher_is_better": False, "tolerance": 0.25, "unit": "spikes",
+                          "relative": True, "source": "inference"},
+    "synops_per_sample": {"higher_is_better": False, "tolerance": 0.25, "unit": "ops",
+                          "relative": True, "source": "inference"},
 }
 
 
