@@ -228,11 +228,13 @@ def write_h5(
     try:
         with h5py.File(tmp, "w") as f:
             spikes = f.create_group("spikes")
-            t = spikes.create_dataset("times", (n,), dtype=h5py.vlen_dtype(np.float32))
-            u = spikes.create_dataset("units", (n,), dtype=h5py.vlen_dtype(np.uint16))
+            # data= (not slice assignment): h5py would broadcast equal-length rows as 2-D
             if n:
-                t[...] = times_obj
-                u[...] = units_obj
+                spikes.create_dataset("times", data=times_obj, dtype=h5py.vlen_dtype(np.float32))
+                spikes.create_dataset("units", data=units_obj, dtype=h5py.vlen_dtype(np.uint16))
+            else:
+                spikes.create_dataset("times", (0,), dtype=h5py.vlen_dtype(np.float32))
+                spikes.create_dataset("units", (0,), dtype=h5py.vlen_dtype(np.uint16))
             f.create_dataset("labels", data=np.asarray(labels, dtype=np.uint16))
             extra = f.create_group("extra")
             if speakers is not None:

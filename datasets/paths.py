@@ -90,6 +90,11 @@ def path_files(name: str) -> tuple[str, dict[str, Path]] | None:
 
 
 def unknown_name(name: str) -> InputError:
+    if os.sep in name or name.startswith((".", "~")) or name.endswith(".h5"):
+        return InputError(
+            f"{name}: no such directory, and no {name}_train.h5 or {name}_test.h5; "
+            f"known names: {', '.join(known_names())}"
+        )
     return InputError(
         f"unknown dataset {name!r}; known: {', '.join(known_names())}, "
         "or a path to <prefix>_train.h5 and <prefix>_test.h5"
