@@ -45,6 +45,7 @@ def cached_md5(path: str | os.PathLike, cache_dir: str | os.PathLike | None) -> 
         return str(entry["md5"])
     value = md5_of_file(path)
     cache = _load(cache_file)  # re-read: another process may have added entries meanwhile
+    cache = {k: v for k, v in cache.items() if os.path.exists(k)}  # forget deleted files
     cache[key] = {**stamp, "md5": value}
     tmp = cache_file.with_name(f".{CACHE_NAME}.{os.getpid()}.tmp")
     try:
