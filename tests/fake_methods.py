@@ -1,0 +1,49 @@
+"""Minimal adapters that misbehave on purpose, for the runner's failure paths."""
+
+import numpy as np
+
+from bench.api import BaseHparams, Method
+
+
+class _Constant(Method):
+    framework = "numpy"
+    Hparams = BaseHparams
+
+    def setup(self, spec, hparams, seed, device):
+        self.n_classes = spec.n_classes
+        self.steps = 0
+
+    def train_step(self, batch):
+        self.steps += 1
+        return {"loss": 1.0, "correct": 0}
+
+    def predict(self, batch):
+        return np.zeros((batch.size, self.n_classes))
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state["steps"]
+
+
+class NanMethod(_Constant):
+    name = "fake-nan"
+
+    def train_step(self, batch):
+        super().train_step(batch)
+        return {"loss": float("nan"), "correct": 0}
+
+
+class CrashMethod(_Constant):
+    name = "fake-crash"
+
+    def train_step(self, batch):
+        raise RuntimeError("boom in train_step")
+
+
+class OomMethod(_Constant):
+    name = "fake-oom"
+
+    def train_step(self, batch):
+        raise MemoryError()

@@ -1,0 +1,154 @@
+"""The runner end to end on a tiny dataset written in the published schema: records, exit codes,
+checkpoints and resume, and every failure path (bad input, divergence, crash, time-out)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench import cli, records, registry
+from datasets.h5 import write_h5
+
+TINY = ["--set", "hidden=8", "--set", "steps=50", "--set", "batch_size=16", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """Three classes that fire on different channel bands, 50 ms long."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 48), ("test", 24)):
+        labels = np.arange(n) % 3
+        times, units = [], []
+        for label in labels:
+            count = 60
+            units.append(rng.integers(label * 200, label * 200 + 100, count))
+            times.append(np.sort(rng.uniform(0, 0.05, count)))
+        write_h5(root / f"tiny_{split}.h5", times, units, labels)
+    return root
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    for name, cls in (("fake-nan", "NanMethod"), ("fake-crash", "CrashMethod"),
+                      ("fake-oom", "OomMethod")):
+        monkeypatch.setitem(registry.METHODS, name, f"fake_methods:{cls}")
+
+
+def run_cli(*args) -> int:
+    return cli.main(["run", *args])
+
+
+def only_record(out):
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 1, files
+    return records.read(files[0])
+
+
+def test_ok_run_writes_a_complete_record(tiny_data, tmp_path, capsys):
+    out = tmp_path / "runs"
+    code = run_cli("--method", "bptt-snntorch", "--dataset", str(tiny_data), "--epochs", "2",
+                   "--out", str(out), *TINY)
+    assert code == 0
+    record = only_record(out)
+    assert record["status"] == "ok" and record["error"] is None
+    metrics = record["metrics"]
+    assert 0.0 <= metrics["test_acc"] <= 1.0 and metrics["epochs"] == 2
+    assert metrics["train_seconds"] > 0 and metrics["peak_train_bytes"] >= 0
+    assert len(record["curve"]) == 2 and record["curve"][1]["epoch"] == 2
+    assert record["hparams"]["hidden"] == 8 and record["hparams"]["epochs"] == 2
+    assert record["dataset_info"]["validation"]["source"] == "cut from train"
+    assert record["env"]["threads"] == 1 and record["env"]["memory_gauge"] == "linux-vmhwm"
+    assert record["inference"]["spikes_per_neuron"] >= 0
+    assert "record:" in capsys.readouterr().err
+    assert list((tmp_path / "checkpoints").glob("bptt-snntorch-s0-*.pkl"))
+
+
+def test_same_seed_same_result(tiny_data, tmp_path):
+    out = tmp_path / "runs"
+    args = ["--method", "bptt-snntorch", "--dataset", str(tiny_data), "--out", str(out), *TINY]
+    assert run_cli(*args, "--epochs", "2") == 0
+    (first,) = [records.read(p) for p in out.glob("*.json")]
+    out2 = tmp_path / "runs2"
+    args2 = ["--method", "bptt-snntorch", "--dataset", str(tiny_data), "--out", str(out2), *TINY]
+    assert run_cli(*args2, "--epochs", "2") == 0
+    (second,) = [records.read(p) for p in out2.glob("*.json")]
+    assert first["metrics"]["test_acc"] == second["metrics"]["test_acc"]
+    assert [c["train_loss"] for c in first["curve"]] == [c["train_loss"] for c in second["curve"]]
+
+
+def test_resume_continues_from_the_checkpoint(tiny_data, tmp_path, capsys):
+    out = tmp_path / "runs"
+    base = ["--method", "bptt-snntorch", "--dataset", str(tiny_data), "--out", str(out), *TINY,
+            "--set", "epochs=2"]
+    assert run_cli(*base) == 0
+    assert run_cli(*base, "--resume") == 0
+    assert "resuming after epoch 2" in capsys.readouterr().err
+    resumed = [r for _, r in records.iter_records(out) if r.get("resumed_from")]
+    assert len(resumed) == 1 and len(resumed[0]["curve"]) == 2
+
+
+@pytest.mark.parametrize("method, status, code, message", [
+    ("fake-nan", "diverged", 3, "diverged"),
+    ("fake-crash", "failed", 1, "RuntimeError: boom in train_step"),
+    ("fake-oom", "failed", 1, "out of memory"),
+])
+def test_failures_are_recorded_never_zero(tiny_data, tmp_path, fakes, capsys, method, status,
+                                          code, message):
+    out = tmp_path / "runs"
+    out.mkdir()
+    earlier = out / "earlier.json"
+    earlier.write_text(json.dumps({"schema_version": 1, "run_id": "earlier", "status": "ok"}))
+    assert run_cli("--method", method, "--dataset", str(tiny_data), "--out", str(out),
+                   "--epochs", "1", "--no-progress") == code
+    record = [r for p, r in records.iter_records(out) if p != earlier][0]
+    assert record["status"] == status and message in record["error"]
+    assert record["metrics"]["test_acc"] is None
+    assert earlier.exists()
+    err = capsys.readouterr().err
+    assert f"error: run {status}" in err and "Traceback" not in err
+
+
+def test_time_limit_gives_a_timeout_record(tiny_data, tmp_path):
+    out = tmp_path / "runs"
+    assert run_cli("--method", "bptt-snntorch", "--dataset", str(tiny_data), "--out", str(out),
+                   "--time-limit", "0", "--epochs", "1", *TINY) == 4
+    assert only_record(out)["status"] == "timeout"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "nosuch"], "unknown method 'nosuch'; known: "),
+    (["--method", "bptt-snntorch", "--set", "hidden=lots"], "bad value for hidden"),
+    (["--method", "bptt-snntorch", "--set", "colour=red"], "unknown hyperparameter 'colour'"),
+    (["--method", "bptt-snntorch", "--set", "loss=softmax"], "unknown loss"),
+    (["--method", "bptt-snntorch", "--epochs", "0"], "--epochs must be at least 1"),
+    (["--method", "bptt-snntorch", "--dataset", "/nonexistent/thing"], "/nonexistent/thing"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_record(tmp_path, capsys, args, message):
+    out = tmp_path / "runs"
+    assert run_cli(*args, "--out", str(out), "--no-progress") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+    assert not out.exists() or not list(out.glob("*.json"))
+
+
+def test_corrupt_file_is_bad_input(tmp_path, capsys):
+    (tmp_path / "bad_train.h5").write_bytes(b"not an hdf5 file at all")
+    (tmp_path / "bad_test.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    assert run_cli("--method", "bptt-snntorch", "--dataset", str(tmp_path / "bad"),
+                   "--out", str(tmp_path / "runs"), "--no-progress") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "bad_t" in err and len(err.splitlines()) == 1
+
+
+def test_list_needs_no_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, bench.cli; bench.cli.main(['list']); "
+            "assert 'torch' not in sys.modules and 'jax' not in sys.modules, 'framework imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "bptt-snntorch" in result.stdout and "synthetic" in result.stdout
