@@ -17,6 +17,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("bench.cli", "list the registered methods and datasets"),
     "run": ("bench.runner", "train and evaluate one method on one dataset with one seed"),
     "data": ("datasets.cli", "download SHD/SSC or describe a dataset"),
+    "tune": ("bench.tune", "tune hyperparameters with optuna, one run per trial; resumable, shareable"),
+    "suite": ("bench.suite", "run a grid of methods x datasets x seeds, one process per run"),
+    "report": ("bench.report", "tables and plots (Markdown, CSV, HTML) from run records"),
+    "compare": ("bench.compare", "compare runs with a baseline; exit 1 on a regression"),
+    "scale": ("bench.scale", "memory and time against sequence length and network size"),
 }
 
 
