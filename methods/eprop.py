@@ -60,7 +60,7 @@ from bench.api import (Batch, DatasetSpec, DivergedError, InferenceStats, InputE
                        NetworkHparams, validate_network)
 from methods import lif
 from methods.readouts import time_weights
-from methods.torch_common import dense_input, seed_torch, torch_device
+from methods.torch_common import seed_torch, torch_device
 
 
 @dataclass
@@ -133,23 +133,7 @@ class OutputFilter:
 
 
 # ---------------------------------------------------------------------------------------------
-# The network's forward state and one step of it.
-
-
-@dataclass
-class NeuronState:
-    I: torch.Tensor
-    V: torch.Tensor
-    z: torch.Tensor
-    a: torch.Tensor | None  # ALIF adaptation
-    zq: torch.Tensor  # output filter states of z (zq only with the output synapse)
-    zf: torch.Tensor
-
-    @classmethod
-    def zeros(cls, batch: int, hidden: int, alif: bool, like: torch.Tensor) -> "NeuronState":
-        def z():
-            return like.new_zeros(batch, hidden)
-        return cls(z(), z(), z(), z() if alif else None, z(), z())
+# The network: one step at a time, writing its block buffers.
 
 
 def pseudo_derivative(margin: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -157,91 +141,128 @@ def pseudo_derivative(margin: torch.Tensor, gamma: float) -> torch.Tensor:
     return (gamma / lif.THETA) * torch.clamp(1.0 - margin.abs() / lif.THETA, min=0.0)
 
 
-def neuron_step(st: NeuronState, drive: torch.Tensor, w_rec: torch.Tensor | None,
-                dec: lif.Decays, hp: EpropHparams, rho: float) -> torch.Tensor:
-    """Advance the hidden layer one step in place; return the margin u - A (before the reset)."""
-    current = drive if w_rec is None else drive + st.z @ w_rec
-    st.I.mul_(dec.beta).add_(current)
-    u = st.V.mul_(dec.alpha).add_(st.I, alpha=1.0 - dec.alpha)
-    if st.a is not None:
-        st.a.mul_(rho).add_(st.z)
-        margin = u - (lif.THETA + hp.adapt_strength * st.a)
-    else:
-        margin = u - lif.THETA
-    st.z = (margin > 0).to(u.dtype)
-    st.V = u * (1.0 - st.z)
-    return margin
+class Network:
+    """Hidden and output state of a batch, and the per-step values of the current block:
+    ``ub`` = u - beta_a a (the membrane against a fixed threshold), ``zb`` spikes, ``zfb`` the
+    output-filtered spikes (V_o = zf W_out)."""
 
+    def __init__(self, batch: int, hidden: int, chunk: int, dec: lif.Decays, hp: EpropHparams,
+                 like: torch.Tensor):
+        new = like.new_zeros
+        self.dec, self.hp = dec, hp
+        self.I, self.V, self.z = new(batch, hidden), new(batch, hidden), new(batch, hidden)
+        self.a = new(batch, hidden) if hp.alif else None
+        self.zq = new(batch, hidden)
+        self.zf = new(batch, hidden)
+        self.ub, self.zfb = new(chunk, batch, hidden), new(chunk, batch, hidden)
+        self.zb = torch.zeros(chunk, batch, hidden, dtype=torch.bool, device=like.device)
+        self.rho = math.exp(-hp.dt_ms / hp.tau_adapt)
 
-def output_step(st: NeuronState, dec: lif.Decays, output_synapse: bool) -> None:
-    """zf: the output filter applied to the hidden spikes, so that V_o = zf W_out."""
-    if output_synapse:
-        st.zq.mul_(dec.beta).add_(st.z)
-        st.zf.mul_(dec.alpha_out).add_(st.zq, alpha=1.0 - dec.alpha_out)
-    else:
-        st.zf.mul_(dec.alpha_out).add_(st.z, alpha=1.0 - dec.alpha_out)
+    def step(self, k: int, drive: torch.Tensor, w_rec: torch.Tensor | None) -> None:
+        dec, hp = self.dec, self.hp
+        current = drive if w_rec is None else torch.addmm(drive, self.z, w_rec)
+        self.I.mul_(dec.beta).add_(current)
+        if self.a is None:
+            u = torch.lerp(self.V, self.I, 1.0 - dec.alpha, out=self.ub[k])
+            thr_u = u
+        else:
+            u = torch.lerp(self.V, self.I, 1.0 - dec.alpha)
+            self.a.mul_(self.rho).add_(self.z)  # a[t] = rho a[t-1] + z[t-1]
+            thr_u = torch.sub(u, self.a, alpha=hp.adapt_strength, out=self.ub[k])
+        spiked = torch.gt(thr_u, lif.THETA, out=self.zb[k])
+        self.z = spiked.to(u.dtype)
+        self.V = u.masked_fill(spiked, 0.0)
+        if hp.output_synapse:
+            self.zq.mul_(dec.beta).add_(self.z)
+            self.zf = torch.lerp(self.zf, self.zq, 1.0 - dec.alpha_out, out=self.zfb[k])
+        else:
+            self.zf = torch.lerp(self.zf, self.z, 1.0 - dec.alpha_out, out=self.zfb[k])
 
 
 # ---------------------------------------------------------------------------------------------
 # Eligibility traces and the accumulated updates.
 
 
-class Accumulator:
+class Learner:
     """Eligibility traces and weight updates of one batch, in the exact block form."""
 
-    def __init__(self, batch: int, n_in: int, hidden: int, n_out: int, recurrent: bool,
+    def __init__(self, batch: int, n_in: int, hidden: int, n_out: int, recurrent: bool, chunk: int,
                  filt: OutputFilter, dec: lif.Decays, hp: EpropHparams, like: torch.Tensor):
-        self.n_in, self.hidden, self.filt, self.dec, self.hp = n_in, hidden, filt, dec, hp
+        self.n_in, self.filt, self.dec, self.hp = n_in, filt, dec, hp
         self.n_pre = n_in + (hidden if recurrent else 0)
         new = like.new_zeros
-        self.pre_q = new(batch, self.n_pre)  # synaptic filter of presynaptic activity
-        self.eps = new(batch, self.n_pre)  # membrane filter: eps_i
-        self.S = new(batch, filt.m, hidden, self.n_pre)  # carried filter state of e
-        self.grad = new(hidden, self.n_pre)
+        self.q = new(batch, self.n_pre)  # synaptic filter of presynaptic activity
+        self.eps = new(batch, self.n_pre)  # eps_i[t-1]
+        self.epsb = new(chunk, batch, self.n_pre)  # eps of the block's steps
+        self.S = new(batch, self.n_pre, filt.m, hidden)  # carried filter state of e (pre, post)
+        self.grad = new(self.n_pre, hidden)
         self.grad_out = new(hidden, n_out)
         self.rho = math.exp(-hp.dt_ms / hp.tau_adapt)
         if hp.alif:
-            self.epsa = new(batch, hidden, self.n_pre)
-            self.Sa = new(batch, filt.m, hidden, self.n_pre)
+            self.epsa = new(batch, self.n_pre, hidden)
+            self.Sa = new(batch, self.n_pre, filt.m, hidden)
             self.prev_psi = new(batch, hidden)
             self.prev_eps = new(batch, self.n_pre)
-        self.buf: dict[str, list[torch.Tensor]] = {"eps": [], "psi": [], "L": [], "zf": [], "err": []}
         self.tables: dict[int, dict[str, torch.Tensor]] = {}
         self.started = False
 
-    def presynaptic(self, x_t: torch.Tensor, z_prev: torch.Tensor) -> None:
-        """eps_i[t]: x[t] for input synapses and z[t-1] for recurrent ones, filtered as u is."""
-        q, n_in = self.pre_q, self.n_in
+    def presynaptic(self, k: int, x_t: torch.Tensor, z_prev: torch.Tensor) -> None:
+        """eps_i[t] from x[t] (input synapses) and z[t-1] (recurrent ones), filtered as u is."""
+        q, n_in = self.q, self.n_in
         q.mul_(self.dec.beta)
         q[:, :n_in].add_(x_t)
         if self.n_pre > n_in:
             q[:, n_in:].add_(z_prev)
-        self.eps.mul_(self.dec.alpha).add_(q, alpha=1.0 - self.dec.alpha)
+        self.eps = torch.lerp(self.eps, q, 1.0 - self.dec.alpha, out=self.epsb[k])
 
-    def record(self, psi: torch.Tensor, L: torch.Tensor, zf: torch.Tensor, err: torch.Tensor) -> None:
-        """Keep step t's factors for the block; ALIF's non-factorised term is stepped here."""
-        for key, value in (("eps", self.eps.clone()), ("psi", psi), ("L", L), ("zf", zf.clone()),
-                           ("err", err)):
-            self.buf[key].append(value)
+    def block(self, psi: torch.Tensor, L: torch.Tensor, zf: torch.Tensor, err: torch.Tensor,
+              last: bool) -> None:
+        """Fold a block of n steps (psi, L, zf (n, B, N); err (n, B, C)) into the updates."""
+        n, batch, hidden = psi.shape
+        eps = self.epsb[:n]
+        tab = self._block_tables(n, psi)
+        self.grad_out.add_(zf.reshape(n * batch, hidden).T @ err.reshape(n * batch, -1))
         if self.hp.alif:
-            self._alif_step(psi, L)
+            for k in range(n):
+                self._alif_step(psi[k], L[k], eps[k])
+        if self.started:  # the carried state seen during the block: sum_k u(k) L[k] against S
+            Lk = torch.einsum("mk,kbj->bmj", tab["u"], L)
+            for b in range(batch):
+                for i in range(self.filt.m):
+                    self.grad.addcmul_(self.S[b, :, i], Lk[b, i][None, :])
+        # within the block: eps^T (psi * Lf), Lf[s] = sum_{t>=s} h(t-s) L[t]
+        Lf = (tab["H"] @ L.reshape(n, -1)).reshape(n, batch, hidden)
+        self.grad.addmm_(eps.reshape(n * batch, -1).T, (psi * Lf).reshape(n * batch, hidden))
+        if not last:
+            self._carry(eps, psi, tab)
 
-    def _alif_step(self, psi: torch.Tensor, L: torch.Tensor) -> None:
+    def _carry(self, eps: torch.Tensor, psi: torch.Tensor, tab: dict) -> None:
+        """S <- A^n S + sum_s A^(n-1-s) b e[s], with e[s] = psi[s] eps[s]^T per sample."""
+        n, batch, hidden = psi.shape
+        m = self.filt.m
+        mix_lower_triangular(self.S, tab["An"])
+        weighted = tab["v"].T[:, None, :, None] * psi[:, :, None, :]  # (n, B, m, N)
+        weighted = weighted.permute(1, 0, 2, 3).reshape(batch, n, m * hidden)
+        eps_t = eps.permute(1, 2, 0)  # (B, n_pre, n)
+        for b in range(batch):
+            self.S[b].view(-1, m * hidden).addmm_(eps_t[b], weighted[b])
+        self.started = True
+
+    def _alif_step(self, psi: torch.Tensor, L: torch.Tensor, eps: torch.Tensor) -> None:
+        """The adaptation term e_a = -beta_a psi epsa, stepped elementwise (not factorised)."""
         beta_a = self.hp.adapt_strength
         # epsa[t] = psi[t-1] eps[t-1] + (rho - psi[t-1] beta_a) epsa[t-1]
-        self.epsa.mul_((self.rho - beta_a * self.prev_psi)[:, :, None])
-        self.epsa.add_(self.prev_psi[:, :, None] * self.prev_eps[:, None, :])
-        e_a = self.epsa * (-beta_a * psi)[:, :, None]
-        A, b, c = self.filt.A, self.filt.b, self.filt.c
-        for k in reversed(range(self.filt.m)):  # lower-triangular A: newest state from older ones
-            self.Sa[:, k].mul_(A[k, k])
-            for j in range(k):
-                if A[k, j]:
-                    self.Sa[:, k].add_(self.Sa[:, j], alpha=float(A[k, j]))
-            self.Sa[:, k].add_(e_a, alpha=float(b[k]))
-        ebar = sum(float(c[k]) * self.Sa[:, k] for k in range(self.filt.m) if c[k])
-        self.grad.add_(torch.einsum("bjn,bj->jn", ebar, L))
-        self.prev_psi, self.prev_eps = psi, self.eps.clone()
+        self.epsa.mul_((self.rho - beta_a * self.prev_psi)[:, None, :])
+        self.epsa.add_(self.prev_eps[:, :, None] * self.prev_psi[:, None, :])
+        mix_lower_triangular(self.Sa, self.filt.A)
+        e_a = self.epsa * (-beta_a * psi)[:, None, :]
+        for i in range(self.filt.m):
+            if self.filt.b[i]:
+                self.Sa[:, :, i].add_(e_a, alpha=float(self.filt.b[i]))
+        ebar = sum(float(self.filt.c[i]) * self.Sa[:, :, i] for i in range(self.filt.m)
+                   if self.filt.c[i])
+        self.grad.add_(torch.einsum("bnj,bj->nj", ebar, L))
+        self.prev_psi, self.prev_eps = psi, eps.clone()
 
     def _block_tables(self, n: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
         if n not in self.tables:
@@ -249,37 +270,15 @@ class Accumulator:
                               for k, v in self.filt.block_tables(n).items()}
         return self.tables[n]
 
-    def flush(self, last: bool) -> None:
-        """Fold the kept block into the updates and the carried state; clear the block."""
-        eps, psi, L = (torch.stack(self.buf[k]) for k in ("eps", "psi", "L"))  # (n, B, .)
-        zf, err = torch.stack(self.buf["zf"]), torch.stack(self.buf["err"])
-        n, batch, hidden = psi.shape
-        tab = self._block_tables(n, psi)
-        m = self.filt.m
-        if self.started:  # the carried state's contribution: sum_k u(k) L[k] against S
-            Lk = torch.einsum("mk,kbj->bmj", tab["u"], L)
-            self.grad.add_(torch.einsum("bmjn,bmj->jn", self.S, Lk))
-        # within the block: eps^T (psi * Lf), Lf[s] = sum_{t>=s} h(t-s) L[t]
-        Lf = (tab["H"] @ L.reshape(n, -1)).reshape(n, batch, hidden)
-        self.grad.add_(((psi * Lf).reshape(n * batch, hidden)).T @ eps.reshape(n * batch, -1))
-        self.grad_out.add_(zf.reshape(n * batch, hidden).T @ err.reshape(n * batch, -1))
-        if not last:
-            self._carry(eps, psi, tab, m)
-        self.buf = {k: [] for k in self.buf}
 
-    def _carry(self, eps: torch.Tensor, psi: torch.Tensor, tab: dict, m: int) -> None:
-        """S <- A^n S + sum_s A^(n-1-s) b e[s], with e[s] = psi[s] eps[s]^T per sample."""
-        n, batch, hidden = psi.shape
-        An = tab["An"]
-        for k in reversed(range(m)):
-            self.S[:, k].mul_(float(An[k, k]))
-            for j in range(k):
-                if An[k, j]:
-                    self.S[:, k].add_(self.S[:, j], alpha=float(An[k, j]))
-        weighted = psi.permute(1, 2, 0)[:, None] * tab["v"][None, :, None, :]  # (B, m, N, n)
-        update = torch.bmm(weighted.reshape(batch, m * hidden, n), eps.permute(1, 0, 2))
-        self.S.add_(update.view(batch, m, hidden, -1))
-        self.started = True
+def mix_lower_triangular(S: torch.Tensor, A: torch.Tensor | np.ndarray) -> None:
+    """S[..., k, :] <- sum_{j <= k} A[k, j] S[..., j, :] in place (A lower triangular; the filter
+    states on dim -2)."""
+    for k in reversed(range(S.shape[-2])):
+        S[..., k, :].mul_(float(A[k, k]))
+        for j in range(k):
+            if float(A[k, j]):
+                S[..., k, :].add_(S[..., j, :], alpha=float(A[k, j]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,85 +306,84 @@ class Eprop(Method):
         self.optimizer = torch.optim.Adam(list(self.params.values()), lr=hparams.lr)
         w = time_weights(hparams.loss, spec.n_steps, hparams.gauss_mu, hparams.gauss_sigma)
         self.readout_max = w is None
-        w = np.ones(spec.n_steps) if w is None else w
-        self.time_w = [float(v) for v in w]
+        self.time_w = np.ones(spec.n_steps) if w is None else w
         self._stats: InferenceStats | None = None
 
     # -- the single forward pass -------------------------------------------------------------
-    def run(self, x: torch.Tensor, labels: torch.Tensor | None) -> dict[str, Any]:
-        """One forward pass over time; with labels, also the e-prop updates (no graph kept)."""
-        hp, dec = self.hp, self.dec
+    def run(self, x: torch.Tensor, labels: torch.Tensor | None, dtype=torch.float32) -> dict[str, Any]:
+        """One forward pass over time; with labels, also the e-prop updates (no graph kept).
+        ``x``: (B, T, n_in) spike counts (any dtype; converted a block at a time)."""
+        hp = self.hp
         batch, steps, n_in = x.shape
-        w_in, w_out = self.params["w_in"].detach(), self.params["w_out"].detach()
-        w_rec = self.params["w_rec"].detach() if "w_rec" in self.params else None
-        st = NeuronState.zeros(batch, hp.hidden, hp.alif, x)
-        acc = None
-        if labels is not None:
-            acc = Accumulator(batch, n_in, hp.hidden, w_out.shape[1], w_rec is not None,
-                              self.filt, dec, hp, x)
-            onehot = torch.nn.functional.one_hot(labels, w_out.shape[1]).to(x.dtype)
-            back = w_out if hp.feedback == "symmetric" else self.feedback
-        rho = math.exp(-hp.dt_ms / hp.tau_adapt)
-        scores = x.new_full((batch, w_out.shape[1]), -math.inf) if self.readout_max else \
-            x.new_zeros(batch, w_out.shape[1])
-        loss = x.new_zeros(())
-        counts = x.new_zeros(batch)
+        w_in = self.params["w_in"].detach().to(dtype)
+        w_out = self.params["w_out"].detach().to(dtype)
+        w_rec = self.params["w_rec"].detach().to(dtype) if "w_rec" in self.params else None
+        n_out = w_out.shape[1]
         chunk = min(hp.chunk, steps)
+        like = w_in.new_zeros(())
+        net = Network(batch, hp.hidden, chunk, self.dec, hp, like)
+        learner = None
+        if labels is not None:
+            learner = Learner(batch, n_in, hp.hidden, n_out, w_rec is not None, chunk, self.filt,
+                              self.dec, hp, like)
+            onehot = torch.nn.functional.one_hot(labels, n_out).to(dtype)
+            back = w_out if hp.feedback == "symmetric" else self.feedback.to(dtype)
+        scores = like.new_full((batch, n_out), -math.inf) if self.readout_max else \
+            like.new_zeros(batch, n_out)
+        loss = like.new_zeros(())
+        counts = like.new_zeros(batch)
         for t0 in range(0, steps, chunk):
-            xc = x[:, t0:t0 + chunk]
-            drive = (xc @ w_in).transpose(0, 1)  # (n, B, N); x's block only
-            for k in range(drive.shape[0]):
-                t = t0 + k
-                if acc is not None:
-                    acc.presynaptic(xc[:, k], st.z)
-                margin = neuron_step(st, drive[k], w_rec, dec, hp, rho)
-                output_step(st, dec, hp.output_synapse)
-                v_out = st.zf @ w_out
-                counts.add_(st.z.sum(dim=1))
-                if self.readout_max:
-                    scores = torch.maximum(scores, v_out)
-                else:
-                    scores.add_(v_out, alpha=self.time_w[t] / steps)
-                if acc is not None:
-                    logp = torch.log_softmax(v_out, dim=1)
-                    wt = self.time_w[t] / steps
-                    loss = loss - wt * (logp * onehot).sum() / batch
-                    err = (logp.exp() - onehot) * (wt / batch)
-                    acc.record(pseudo_derivative(margin, hp.gamma), err @ back.T, st.zf, err)
-            if acc is not None:
-                acc.flush(last=t0 + chunk >= steps)
-        return {"scores": scores, "loss": loss, "acc": acc, "counts": counts}
+            xc = x[:, t0:t0 + chunk].to(dtype)
+            n = xc.shape[1]
+            drive = (xc @ w_in).transpose(0, 1)  # (n, B, N); this block only
+            for k in range(n):
+                if learner is not None:
+                    learner.presynaptic(k, xc[:, k], net.z)
+                net.step(k, drive[k], w_rec)
+            zf = net.zfb[:n]
+            v_out = zf @ w_out  # (n, B, C)
+            counts.add_(net.zb[:n].sum(dim=(0, 2)).to(dtype))
+            wt = torch.as_tensor(self.time_w[t0:t0 + n] / steps, dtype=dtype)[:, None, None]
+            scores = torch.maximum(scores, v_out.max(dim=0).values) if self.readout_max else \
+                scores + (wt * v_out).sum(dim=0)
+            if learner is not None:
+                logp = torch.log_softmax(v_out, dim=2)
+                loss = loss - (wt * logp * onehot).sum() / batch
+                err = (logp.exp() - onehot) * (wt / batch)
+                psi = pseudo_derivative(net.ub[:n] - lif.THETA, hp.gamma)
+                learner.block(psi, err @ back.T, zf, err, last=t0 + n >= steps)
+        return {"scores": scores, "loss": loss, "learner": learner, "counts": counts}
 
     # -- the contract ----------------------------------------------------------------------------
-    def gradients(self, acc: Accumulator) -> dict[str, torch.Tensor]:
+    def gradients(self, learner: Learner) -> dict[str, torch.Tensor]:
         n_in = self.spec.n_in
-        grads = {"w_in": acc.grad[:, :n_in].T, "w_out": acc.grad_out}
+        grads = {"w_in": learner.grad[:n_in], "w_out": learner.grad_out}
         if "w_rec" in self.params:
-            grads["w_rec"] = acc.grad[:, n_in:].T
+            grads["w_rec"] = learner.grad[n_in:]
         return grads
 
     def train_step(self, batch: Batch) -> dict[str, float]:
-        x = dense_input(batch, self.device)
+        x = torch.from_numpy(batch.x).to(self.device)
         labels = torch.from_numpy(batch.y).to(self.device)
         with torch.no_grad():
             out = self.run(x, labels)
         value = float(out["loss"])
         if not math.isfinite(value) or value > self.max_loss:
             raise DivergedError(f"loss became {value}")
-        grads = self.gradients(out["acc"])
+        grads = self.gradients(out["learner"])
         if self.hp.grad_clip > 0:
             norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
             if norm > self.hp.grad_clip:
                 grads = {k: g * (self.hp.grad_clip / norm) for k, g in grads.items()}
         for key, param in self.params.items():
-            param.grad = grads[key].contiguous()
+            param.grad = grads[key].to(param.dtype).contiguous()
         self.optimizer.step()
         correct = int((out["scores"].argmax(dim=1) == labels).sum())
         return {"loss": value, "correct": correct}
 
     def predict(self, batch: Batch) -> np.ndarray:
         with torch.no_grad():
-            out = self.run(dense_input(batch, self.device), None)
+            out = self.run(torch.from_numpy(batch.x).to(self.device), None)
         self._stats = count_stats(out["counts"].double().cpu().numpy(), batch, self.hp,
                                   self.spec.n_classes)
         return out["scores"].float().cpu().numpy()
