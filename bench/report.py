@@ -296,6 +296,8 @@ def summarise(group: Group, target: float | None) -> dict[str, Any]:
     for name in ("seconds_per_epoch", "train_seconds", "peak_train_bytes", "spikes_per_neuron",
                  "synops_per_sample", "dense_synops_per_sample", "activation_sparsity"):
         values[name] = median([v for r in ok if (v := metric_value(r, name)) is not None])
+    values["last_epoch_seconds"] = median(
+        [float(c[-1]["seconds"]) for r in ok if (c := r.get("curve")) and c[-1].get("seconds") is not None])
     values["epochs"] = median([float(r["metrics"]["epochs"]) for r in ok
                                if (r.get("metrics") or {}).get("epochs") is not None])
     values["target_acc"] = target
@@ -445,7 +447,8 @@ SCALE_COLUMNS = (
     ("Hidden", lambda v: DASH if v["hidden"] is None else str(v["hidden"])),
     ("Steps (T)", lambda v: DASH if v["steps"] is None else str(v["steps"])),
     ("Batch", lambda v: DASH if v["batch_size"] is None else str(v["batch_size"])),
-    ("s / epoch", lambda v: fmt_seconds(v["seconds_per_epoch"])),
+    ("Epochs", lambda v: DASH if v["epochs"] is None else f"{v['epochs']:g}"),
+    ("s / epoch (last)", lambda v: fmt_seconds(v["last_epoch_seconds"])),
     ("s / batch", lambda v: fmt_seconds(_per_batch(v))),
     ("Peak train memory", lambda v: fmt_bytes(v["peak_train_bytes"])),
     ("Runs", fmt_status),
@@ -453,9 +456,9 @@ SCALE_COLUMNS = (
 
 
 def _per_batch(values: dict) -> float | None:
-    if values["seconds_per_epoch"] is None or not values.get("max_batches"):
+    if values["last_epoch_seconds"] is None or not values.get("max_batches"):
         return None
-    return values["seconds_per_epoch"] / values["max_batches"]
+    return values["last_epoch_seconds"] / values["max_batches"]
 
 
 def main_columns(dataset: DatasetReport):
@@ -497,7 +500,9 @@ def to_markdown(report: Report) -> str:
     if report.scale:
         lines += ["## Scaling with sequence length", "",
                   "Scale-sweep runs: the same fixed window of data binned into T steps "
-                  "(dt = window / T); one run per point, each in its own process.", ""]
+                  "(dt = window / T); one run per point, each in its own process. Times are "
+                  "those of the last epoch (warm); *s / batch* divides them by the batches "
+                  "trained per epoch.", ""]
         lines += _md_table(SCALE_COLUMNS, report.scale)
         lines.append("")
     if report.failures:
@@ -525,7 +530,8 @@ def _failure_text(record: dict) -> str:
 CSV_FIELDS = (
     "kind", "dataset", "method", "variant", "device", "method_version", "n_runs", "n_ok",
     "n_failed", "n_diverged", "n_timeout", "test_acc_mean", "test_acc_std", "best_valid_acc_mean",
-    "best_valid_acc_std", "epochs", "seconds_per_epoch", "train_seconds", "target_acc",
+    "best_valid_acc_std", "epochs", "seconds_per_epoch", "last_epoch_seconds", "train_seconds",
+    "target_acc",
     "target_reached", "target_epoch", "target_seconds", "target_wall_seconds", "peak_train_bytes",
     "spikes_per_neuron", "synops_per_sample", "dense_synops_per_sample", "activation_sparsity",
     "steps", "hidden", "batch_size", "max_batches",
@@ -619,7 +625,7 @@ def to_html(report: Report) -> str:
         parts.append(_html_table(SCALE_COLUMNS, report.scale, "scale"))
         for dataset in sorted({row.group.dataset for row in report.scale}):
             parts.append(_figure(plots.scaling(report.scale, dataset),
-                                 f"{dataset}: timed seconds per epoch and peak training memory "
+                                 f"{dataset}: timed seconds of the last epoch and peak training memory "
                                  "against sequence length (log-log)"))
     if report.failures:
         parts.append("<h2>Runs that did not succeed</h2><ul>")
@@ -740,7 +746,7 @@ class Plotter:
             if row.group.dataset != dataset or v["steps"] is None:
                 continue
             lines.setdefault((row.group.method, v["hidden"]), []).append(
-                (v["steps"], v["seconds_per_epoch"], v["peak_train_bytes"]))
+                (v["steps"], v["last_epoch_seconds"], v["peak_train_bytes"]))
         if not lines:
             return None
         fig, (left, right) = self.plt.subplots(1, 2, figsize=(11, 4))
@@ -757,7 +763,7 @@ class Plotter:
                 left.plot(*zip(*t_pts), **style)
             if m_pts:
                 right.plot(*zip(*m_pts), **style)
-        left.set_ylabel("timed seconds per epoch")
+        left.set_ylabel("timed seconds of the last epoch")
         right.set_ylabel("peak training memory (MiB)")
         for axis in (left, right):
             axis.set_xlabel("sequence length T (steps)")
