@@ -317,7 +317,7 @@ class Tuner:
 
     # -- study bookkeeping --------------------------------------------------------------------
     def _check_study(self) -> None:
-        settings = {"method": self.args.method, "dataset": self.args.dataset,
+        settings = {"method": self.args.method, "dataset": self.dataset_arg,
                     "budget_epochs": self.args.budget_epochs, "seed": self.args.seed,
                     "fixed": sorted(self.fixed_pairs)}
         stored = retry(lambda: dict(self.study.user_attrs))
