@@ -18,6 +18,7 @@ from a per-split binned form computed on first use (:func:`datasets.binning.prec
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -84,6 +85,56 @@ def _check_positive_int(name: str, value) -> int:
     return int(value)
 
 
+def _check_args(steps, dt_ms, valid_fraction, split_seed) -> tuple[int, float, float, int]:
+    steps = _check_positive_int("steps", steps)
+    try:
+        dt_ms = float(dt_ms)
+    except (TypeError, ValueError):
+        raise InputError(f"dt_ms must be a positive number, got {dt_ms!r}") from None
+    if not (math.isfinite(dt_ms) and dt_ms > 0):
+        raise InputError(f"dt_ms must be a positive number, got {dt_ms!r}")
+    try:
+        valid_fraction = float(valid_fraction)
+    except (TypeError, ValueError):
+        raise InputError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}") from None
+    if not 0.0 <= valid_fraction < 1.0:
+        raise InputError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
+    if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or split_seed < 0:
+        raise InputError(f"split_seed must be a non-negative integer, got {split_seed!r}")
+    return steps, dt_ms, valid_fraction, int(split_seed)
+
+
+def check_raw(raw: RawSplit, label: str, n_in: int) -> None:
+    """The checks the file reader makes, for splits built in memory."""
+    n = raw.labels.shape[0]
+    off = raw.offsets
+    if n == 0:
+        raise InputError(f"{label}: empty dataset (no samples)")
+    if (
+        off.shape != (n + 1,)
+        or off[0] != 0
+        or np.any(np.diff(off) < 0)
+        or off[-1] != raw.times.shape[0]
+        or raw.units.shape != raw.times.shape
+    ):
+        raise InputError(f"{label}: offsets, times, units and labels do not fit together")
+    if raw.times.size:
+        if not np.all(np.isfinite(raw.times)) or raw.times.min() < 0:
+            raise InputError(f"{label}: spike times must be finite and >= 0")
+        if int(raw.units.min()) < 0 or int(raw.units.max()) >= n_in:
+            raise InputError(f"{label}: unit index out of range (0..{n_in - 1})")
+    if raw.labels.min() < 0:
+        raise InputError(f"{label}: label {int(raw.labels.min())} out of range (labels must be >= 0)")
+
+
+def arrays_md5(raw: RawSplit) -> str:
+    digest = hashlib.md5()
+    for a in (raw.times, raw.units, raw.offsets, raw.labels):
+        digest.update(str(a.dtype).encode())
+        digest.update(np.ascontiguousarray(a).data)
+    return digest.hexdigest()
+
+
 class SpikeDataset:
     """Train/valid/test splits of a spike dataset, binned to ``steps`` steps of ``dt_ms``.
 
@@ -104,34 +155,56 @@ class SpikeDataset:
         recommended_epochs: int = 100,
         n_in: int = N_IN,
     ):
-        steps = _check_positive_int("steps", steps)
-        try:
-            dt_ms = float(dt_ms)
-        except (TypeError, ValueError):
-            raise InputError(f"dt_ms must be a positive number, got {dt_ms!r}") from None
-        if not (math.isfinite(dt_ms) and dt_ms > 0):
-            raise InputError(f"dt_ms must be a positive number, got {dt_ms!r}")
-        try:
-            valid_fraction = float(valid_fraction)
-        except (TypeError, ValueError):
-            raise InputError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}") from None
-        if not 0.0 <= valid_fraction < 1.0:
-            raise InputError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
-        if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or split_seed < 0:
-            raise InputError(f"split_seed must be a non-negative integer, got {split_seed!r}")
+        steps, dt_ms, valid_fraction, split_seed = _check_args(steps, dt_ms, valid_fraction, split_seed)
         for split in ("train", "test"):
             if split not in files:
                 raise InputError(f"dataset {name!r} has no {split} file")
+        raw = {split: read_split(path, n_in=int(n_in)) for split, path in files.items()}
+        md5s = {split: cached_md5(path, cache_dir) for split, path in files.items()}
+        sources = {split: {"path": str(Path(p).resolve()), "md5": md5s[split]} for split, p in files.items()}
+        self._setup(name, raw, md5s, sources, steps, dt_ms, valid_fraction, split_seed,
+                    recommended_epochs, n_in)
 
+    @classmethod
+    def from_raw(
+        cls,
+        name: str,
+        splits: dict[str, RawSplit],
+        *,
+        steps: int = 1000,
+        dt_ms: float = 1.0,
+        valid_fraction: float = 0.0625,
+        split_seed: int = 0,
+        recommended_epochs: int = 100,
+        n_in: int = N_IN,
+    ) -> "SpikeDataset":
+        """A dataset from splits already in memory (benchmarks, tests, converted recordings).
+
+        The md5 of each split's arrays stands in for a file's md5 in the content hash.
+        """
+        steps, dt_ms, valid_fraction, split_seed = _check_args(steps, dt_ms, valid_fraction, split_seed)
+        for split in ("train", "test"):
+            if split not in splits:
+                raise InputError(f"dataset {name!r} has no {split} split")
+        md5s = {}
+        for split, r in splits.items():
+            check_raw(r, f"{name}/{split}", int(n_in))
+            md5s[split] = arrays_md5(r)
+        sources = {split: {"path": None, "md5": md5s[split]} for split in splits}
+        self = cls.__new__(cls)
+        self._setup(name, dict(splits), md5s, sources, steps, dt_ms, valid_fraction, split_seed,
+                    recommended_epochs, n_in)
+        return self
+
+    def _setup(self, name, raw, md5s, sources, steps, dt_ms, valid_fraction, split_seed,
+               recommended_epochs, n_in) -> None:
         self.name = name
         self.n_steps = steps
         self.dt_ms = dt_ms
         self.n_in = int(n_in)
         self.recommended_epochs = int(recommended_epochs)
         self._binned: dict[tuple[str, int, float], binning.BinnedSplit] = {}
-
-        raw = {split: read_split(path, n_in=self.n_in) for split, path in files.items()}
-        md5s = {split: cached_md5(path, cache_dir) for split, path in files.items()}
+        files = {split: (src["path"] or f"{name}/{split}") for split, src in sources.items()}
 
         keys = next((r.keys for r in raw.values() if r.keys), None)
         max_label = max(int(r.labels.max()) for r in raw.values())
@@ -194,7 +267,7 @@ class SpikeDataset:
             }
         self.provenance = {
             "name": name,
-            "files": {split: {"path": str(Path(p).resolve()), "md5": md5s[split]} for split, p in files.items()},
+            "files": sources,
             "validation": validation,
             "sizes": {split: r.n_samples for split, r in splits.items()},
             "binning": {

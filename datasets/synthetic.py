@@ -42,6 +42,7 @@ class SyntheticParams:
     test_per_class: int = 8
     n_speakers: int = 8
     rate_hz: float = 150.0  # peak per-channel rate inside a band
+    band_width: tuple[float, float] = (24.0, 48.0)  # channels (4 sigma of the Gaussian profile)
     noise_hz: float = 1.5  # background rate on every channel
     jitter_s: float = 0.002
 
@@ -75,7 +76,7 @@ def _templates(p: SyntheticParams) -> tuple[list[list[Band]], list[tuple[int, ..
             [
                 Band(
                     centre=centres[j],
-                    width=float(rng.uniform(24, 48)),
+                    width=float(rng.uniform(*p.band_width)),
                     duration=float(durations[j]),
                     rate=float(p.rate_hz * rng.uniform(0.7, 1.0)),
                     drift=float(rng.uniform(-20, 20)),

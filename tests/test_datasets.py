@@ -547,3 +547,24 @@ def test_importing_is_light():
     code = ("import sys, datasets, datasets.cli; "
             "assert 'torch' not in sys.modules and 'h5py' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_dataset_from_arrays_in_memory(tmp_path):
+    from datasets.h5 import RawSplit
+    from datasets.spikes import SpikeDataset
+
+    rng = np.random.default_rng(14)
+    make_dataset(tmp_path, rng)
+    from_files = open_dataset(str(tmp_path / "toy"), steps=20, data_dir=tmp_path)
+    splits = {s: read_split(tmp_path / f"toy_{s}.h5") for s in ("train", "test")}
+    in_memory = SpikeDataset.from_raw("toy", splits, steps=20)
+    assert in_memory.spec.n_classes == from_files.spec.n_classes
+    assert in_memory.provenance["files"]["train"]["path"] is None
+    for split in ("train", "valid", "test"):
+        a = [b.x for b in from_files.batches(split, 16)]
+        b = [b.x for b in in_memory.batches(split, 16)]
+        np.testing.assert_array_equal(np.concatenate(a), np.concatenate(b))
+    bad = RawSplit(times=np.array([0.1], np.float32), units=np.array([1], np.uint16),
+                   offsets=np.array([0, 2]), labels=np.array([0]))
+    _raises(r"toy/train: offsets, times, units and labels do not fit together",
+            SpikeDataset.from_raw, "toy", {"train": bad, "test": splits["test"]})
