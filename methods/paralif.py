@@ -115,7 +115,36 @@ def fast_fft_length(n: int) -> int:
         m += 1
 
 
+class CausalConvolution(torch.autograd.Function):
+    """y[t] = sum_{s <= t} K[t - s] x[s] along the last dim, by FFT (K given by its rfft at n_fft).
+
+    The backward is the matching correlation, dL/dx[s] = sum_{t >= s} K[t - s] g[t], computed
+    with the conjugate spectrum: one rfft and one irfft, where autograd's own backward of
+    rfft/irfft goes through full complex transforms (about 3x the cost)."""
+
+    @staticmethod
+    def forward(ctx, signal, spectrum, n_fft: int):
+        ctx.save_for_backward(spectrum)
+        ctx.n_fft = n_fft
+        n_steps = signal.shape[-1]
+        return torch.fft.irfft(torch.fft.rfft(signal, n=n_fft) * spectrum, n=n_fft)[..., :n_steps]
+
+    @staticmethod
+    def backward(ctx, grad):
+        (spectrum,) = ctx.saved_tensors
+        n_steps = grad.shape[-1]
+        product = torch.fft.rfft(grad, n=ctx.n_fft) * spectrum.conj()
+        return torch.fft.irfft(product, n=ctx.n_fft)[..., :n_steps], None, None
+
+
+def shift_time(m: torch.Tensor) -> torch.Tensor:
+    """m[..., t - 1] with zero at t = 0 (time is the last dim)."""
+    return F.pad(m, (1, 0))[..., :-1]
+
+
 class ParaLIFNetwork(torch.nn.Module):
+    """Internally time is the last (contiguous) dim, (B, N, T), so the FFTs run on contiguous rows."""
+
     def __init__(self, weights: dict[str, np.ndarray], decays: lif.Decays, spike_mode: str,
                  slope: float):
         super().__init__()
@@ -141,42 +170,35 @@ class ParaLIFNetwork(torch.nn.Module):
             self._kernels[key] = (n_fft, *(s.to(device=device, dtype=complex_dtype) for s in spectra))
         return self._kernels[key]
 
-    @staticmethod
-    def convolve(signal: torch.Tensor, spectrum: torch.Tensor, n_fft: int) -> torch.Tensor:
-        """Causal convolution along dim 1 of (B, T, N) with a kernel given by its spectrum."""
-        n_steps = signal.shape[1]
-        product = torch.fft.rfft(signal, n=n_fft, dim=1) * spectrum[None, :, None]
-        return torch.fft.irfft(product, n=n_fft, dim=1)[:, :n_steps]
-
     def spike(self, m: torch.Tensor) -> torch.Tensor:
-        """The spike function f on membrane traces (B, T, N)."""
+        """The spike function f on membrane traces (B, N, T)."""
         mode = self.spike_mode
         if mode == "none":
             return m
         if mode == "T":
             return FastSigmoidSpike.apply(m - lif.THETA, self.slope)
         if mode == "D":
-            previous = F.pad(m, (0, 0, 1, 0))[:, :-1]
-            return FastSigmoidSpike.apply((m - previous) - lif.THETA, self.slope)
+            return FastSigmoidSpike.apply((m - shift_time(m)) - lif.THETA, self.slope)
         p = torch.sigmoid(m) if mode == "SB" else torch.relu(torch.tanh(m))
         return BernoulliStraightThrough.apply(p, self.generator)
 
     def membrane(self, x: torch.Tensor) -> torch.Tensor:
-        """Hidden membrane (B, T, N) of the (one- or two-pass) layer."""
+        """Hidden membrane (B, N, T) of the one- or two-pass layer for x (B, T, n_in)."""
         n_fft, spectrum, _ = self.kernels(x.shape[1], x.device, x.dtype)
-        current = x @ self.w_in
-        m = self.convolve(current, spectrum, n_fft)
+        current = torch.matmul(self.w_in.t(), x.transpose(1, 2))  # (B, N, T)
+        m = CausalConvolution.apply(current, spectrum, n_fft)
         if self.w_rec is not None:
-            shifted = F.pad(m, (0, 0, 1, 0))[:, :-1]
-            m = m + self.convolve(current + self.spike(shifted) @ self.w_rec, spectrum, n_fft)
+            # m1 + K * (X + W_rec f(shift m1)) = 2 m1 + K * (W_rec f(shift m1)): one more FFT pair
+            feedback = torch.matmul(self.w_rec.t(), self.spike(shift_time(m)))
+            m = 2.0 * m + CausalConvolution.apply(feedback, spectrum, n_fft)
         return m
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, T, n_in) -> hidden spikes (T, B, N), output traces (T, B, C)."""
         n_fft, _, spectrum_out = self.kernels(x.shape[1], x.device, x.dtype)
         z = self.spike(self.membrane(x))
-        v_out = self.convolve(z @ self.w_out, spectrum_out, n_fft)
-        return z.transpose(0, 1), v_out.transpose(0, 1)
+        v_out = CausalConvolution.apply(torch.matmul(self.w_out.t(), z), spectrum_out, n_fft)
+        return z.permute(2, 0, 1), v_out.permute(2, 0, 1)
 
 
 class ParaLIF(TorchNetworkMethod):

@@ -126,7 +126,7 @@ def test_paralif_without_spikes_is_the_sequential_lif(steps):
     x = torch.from_numpy(x)
     net = ParaLIFNetwork(weights, DECAYS, "none", SLOPE)
     with torch.no_grad():
-        membrane = net.membrane(x)
+        membrane = net.membrane(x).transpose(1, 2)  # (B, N, T) -> (B, T, N)
         expected = sequential_lif(x @ net.w_in, DECAYS.beta, DECAYS.alpha)
         assert (membrane - expected).abs().max() < 1e-5
         _, traces = net(x)
@@ -152,14 +152,14 @@ def test_paralif_recurrent_two_pass_matches_its_sequential_form():
             feedback = shifted if mode == "none" else (shifted > lif.THETA).float()
             expected = first + sequential_lif(current + feedback @ net.w_rec, DECAYS.beta,
                                               DECAYS.alpha)
-            assert (net.membrane(x) - expected).abs().max() < 1e-5, mode
+            assert (net.membrane(x).transpose(1, 2) - expected).abs().max() < 1e-5, mode
 
 
 def test_paralif_spike_modes():
     weights = make_weights(recurrent=False)
     x, _ = make_input()
     x = torch.from_numpy(x)
-    m = ParaLIFNetwork(weights, DECAYS, "none", SLOPE).membrane(x).detach()
+    m = ParaLIFNetwork(weights, DECAYS, "none", SLOPE).membrane(x).detach().transpose(1, 2)
     increment = m - torch.cat([torch.zeros_like(m[:, :1]), m[:, :-1]], dim=1)
     for mode, expected in [("T", (m > lif.THETA).float()),
                            ("D", (increment > lif.THETA).float())]:
