@@ -154,25 +154,45 @@ class _EventBlocks:
     def per_sample(self) -> np.ndarray:
         return np.bincount(self.sample, weights=self.count, minlength=self.B).astype(np.float64)
 
-    def block(self, c0: int, k_len: int):
-        """CSR (k_len * B, n_in) for steps c0 .. c0 + k_len - 1, or None without events."""
+    def _slice(self, c0: int, k_len: int):
         i = c0 // self.chunk
         e0, e1 = int(self.edges[i]), int(self.edges[i + 1])
         if e1 == e0:
             return None
         rows = (self.step[e0:e1] - c0) * self.B + self.sample[e0:e1]
-        cols, vals = self.unit[e0:e1], self.count[e0:e1]
+        return rows, self.unit[e0:e1], self.count[e0:e1]
+
+    def _tensor(self, crow, cols, vals, size):
+        dev = self.device
+        return _csr(torch.from_numpy(crow).to(dev),
+                    torch.from_numpy(np.ascontiguousarray(cols)).to(dev),
+                    torch.from_numpy(np.ascontiguousarray(vals)).to(dev, self.dtype), size)
+
+    def block(self, c0: int, k_len: int):
+        """CSR X (k_len * B, n_in) of steps c0 .. c0 + k_len - 1, or None without events."""
+        part = self._slice(c0, k_len)
+        if part is None:
+            return None
+        rows, cols, vals = part
         if np.any(rows[1:] < rows[:-1]):
             order = np.argsort(rows, kind="stable")
             rows, cols, vals = rows[order], cols[order], vals[order]
         n_rows = k_len * self.B
         crow = np.zeros(n_rows + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=n_rows), out=crow[1:])
-        dev = self.device
-        return _csr(torch.from_numpy(crow).to(dev),
-                    torch.from_numpy(np.ascontiguousarray(cols)).to(dev),
-                    torch.from_numpy(np.ascontiguousarray(vals)).to(dev, self.dtype),
-                    (n_rows, self.n_in))
+        return self._tensor(crow, cols, vals, (n_rows, self.n_in))
+
+    def block_t(self, c0: int, k_len: int):
+        """The transpose X^T (n_in, k_len * B) as CSR, for the input-weight gradient."""
+        part = self._slice(c0, k_len)
+        if part is None:
+            return None
+        rows, cols, vals = part
+        key = cols.astype(np.int16) if self.n_in < 2**15 else cols  # int16: radix sort
+        order = np.argsort(key, kind="stable")
+        crow = np.zeros(self.n_in + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cols, minlength=self.n_in), out=crow[1:])
+        return self._tensor(crow, rows[order], vals[order], (self.n_in, k_len * self.B))
 
 
 def _csr(crow, cols, vals, size):
@@ -529,6 +549,10 @@ class EventProp(Method):
         lam_u = torch.zeros(B, N, device=dev, dtype=dt)
         lam_u_flat = lam_u.view(-1)
         lam_i = torch.zeros(K + 2, B, N, device=dev, dtype=dt)
+        lam_rows = lam_i.unbind(0)
+        diff = torch.empty(B, N, device=dev, dtype=dt)
+        shift = torch.empty(B, N, device=dev, dtype=dt)
+        shift_flat = shift.view(-1)
         offsets = [0] + torch.cumsum(fw.step_counts, 0).tolist()
         starts = list(range(0, T, K))
         for c0 in reversed(starts):
@@ -557,23 +581,24 @@ class EventProp(Method):
             const = coef_g * out_shift
             if reg is not None:
                 const += s * reg.take(flat % N)
-            offs = [o - s_lo for o in offsets[c0:c0 + k_len + 1]]
-            for k in range(k_len - 1, -1, -1):
+            sizes = [offsets[c0 + k + 1] - offsets[c0 + k] for k in range(k_len)]
+            per_step = zip(flat.split(sizes), const.split(sizes), coef_v.split(sizes),
+                           coef_g.split(sizes), sizes)
+            for k, (f, c_k, cv_k, cg_k, size) in reversed(list(enumerate(per_step))):
                 lam_u.mul_(alpha)
-                lo, hi = offs[k], offs[k + 1]
-                if hi > lo:
-                    f = flat[lo:hi]
-                    val = torch.addcmul(const[lo:hi], lam_u_flat.take(f), coef_v[lo:hi])
+                if size:
+                    val = torch.addcmul(c_k, lam_u_flat.take(f), cv_k)
                     if w_rec_t is not None:
-                        shift = torch.mm(lam_i[k + 2] - lam_i[k + 1], w_rec_t)
-                        val.addcmul_(shift.view(-1).take(f), coef_g[lo:hi])
+                        torch.sub(lam_rows[k + 2], lam_rows[k + 1], out=diff)
+                        torch.mm(diff, w_rec_t, out=shift)
+                        val.addcmul_(shift_flat.take(f), cg_k)
                     if clip > 0:
                         val.clamp_(-clip, clip)
                     lam_u_flat.put_(f, val)
-                torch.lerp(lam_i[k + 1], lam_u, 1.0 - beta, out=lam_i[k])
-            x_blk = blocks.block(c0, k_len)
-            if x_blk is not None:
-                g_in += x_blk.t() @ lam_i[:k_len].view(k_len * B, N)
+                torch.lerp(lam_rows[k + 1], lam_u, 1.0 - beta, out=lam_rows[k])
+            x_t = blocks.block_t(c0, k_len)
+            if x_t is not None:
+                g_in += x_t @ lam_i[:k_len].view(k_len * B, N)
             if g_rec is not None and s_hi > s_lo:
                 rows = k_of * B + flat // N
                 z_blk = _csr_from_rows(rows, flat % N, k_len * B, N, dt)
@@ -781,9 +806,9 @@ class EventProp(Method):
                     s_cur[rows] = s_spk
                 self._propagate_back(all_rows, s_cur, lv, li, lvo, lio)
                 lam_i[k].copy_(li)
-            x_blk = blocks.block(c0, k_len)
-            if x_blk is not None:
-                g_in += x_blk.t() @ lam_i[:k_len].reshape(k_len * B, N)
+            x_t = blocks.block_t(c0, k_len)
+            if x_t is not None:
+                g_in += x_t @ lam_i[:k_len].reshape(k_len * B, N)
         grads = {"w_in": g_in, "w_out": g_out}
         if g_rec is not None:
             grads["w_rec"] = g_rec
