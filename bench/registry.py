@@ -17,6 +17,7 @@ METHODS: dict[str, str] = {
     "bptt-norse": "methods.bptt_norse:BpttNorse",
     "bptt-spyx": "methods.bptt_spyx:BpttSpyx",
     "paralif": "methods.paralif:ParaLIF",
+    "eventprop": "methods.eventprop:EventProp",
 }
 
 # name -> one-line description (paths to <name>_{train,test}.h5 files are accepted too)
