@@ -63,8 +63,8 @@ def main(args: argparse.Namespace) -> int:
         old = read_baseline(path) if path.exists() else {}
         baseline = make_baseline(groups, tolerances=old.get("tolerances", {}))
         write_baseline(path, baseline)
-        print(f"wrote baseline {args.baseline}: {len(baseline['entries'])} entries from "
-              f"{len(runs)} runs")
+        print(f"wrote baseline {args.baseline}: {plural(len(baseline['entries']), 'entry')} from "
+              f"{plural(len(runs), 'run')}")
         for key in sorted(baseline["entries"]):
             entry = baseline["entries"][key]
             print(f"  {_title(entry)}: n={entry['n']} ({_statuses(entry['statuses'])})")
@@ -73,14 +73,20 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"no baseline file {args.baseline} (create it with --update-baseline)")
     baseline = read_baseline(path)
     result = compare(baseline, groups)
-    print(f"baseline {args.baseline}: {len(baseline['entries'])} entries; current: {len(runs)} "
-          f"runs in {len(groups)} groups")
+    print(f"baseline {args.baseline}: {plural(len(baseline['entries']), 'entry')}; current: "
+          f"{plural(len(runs), 'run')} in {plural(len(groups), 'group')}")
     print(result.text())
     return 1 if result.regressions else 0
 
 
 # ---------------------------------------------------------------------------------------------
 # Baseline file
+
+
+def plural(count: int, word: str) -> str:
+    if count == 1:
+        return f"{count} {word}"
+    return f"{count} {word[:-1]}ies" if word.endswith("y") else f"{count} {word}s"
 
 
 def metric_specs(overrides: dict[str, dict] | None = None) -> dict[str, dict[str, Any]]:

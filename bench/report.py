@@ -71,11 +71,16 @@ def main(args: argparse.Namespace) -> int:
     if not args.no_html:
         written.append(write_text(out / "report.html", to_html(report)))
     n_rows = sum(len(d.rows) for d in report.datasets)
-    print(f"{len(runs)} runs ({report.superseded} superseded records ignored), {n_rows} rows in "
-          f"{len(report.datasets)} dataset(s), {len(report.scale)} scale points", file=sys.stderr)
+    print(f"{plural(len(runs), 'run')} ({report.superseded} superseded records ignored), "
+          f"{plural(n_rows, 'row')} in {plural(len(report.datasets), 'dataset')}, "
+          f"{plural(len(report.scale), 'scale point')}", file=sys.stderr)
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +153,7 @@ def metric_value(record: dict, name: str) -> float | None:
 
 @dataclass
 class Group:
-    """Runs of one method version on one dataset and device: one table row."""
+    """Runs of one method version on one version of a dataset and one device: one table row."""
 
     dataset: str
     method: str
@@ -196,7 +201,8 @@ def group_runs(runs: list[dict]) -> list[Group]:
     groups: dict[tuple, Group] = {}
     for record in runs:
         device = (record.get("env") or {}).get("device", "cpu")
-        key = (record.get("dataset"), record.get("method"), record.get("method_version"), device)
+        key = (record.get("dataset"), record.get("method"), record.get("method_version"), device,
+               record.get("dataset_hash"))
         if key not in groups:
             groups[key] = Group(dataset=str(key[0]), method=str(key[1]), method_version=str(key[2]),
                                 device=str(device))
@@ -211,10 +217,13 @@ def group_runs(runs: list[dict]) -> list[Group]:
         keys = sorted(set().union(*hparams))
         differing = [k for k in keys if len({repr(h.get(k)) for h in hparams}) > 1]
         devices = {s.device for s in siblings}
+        data = {s.dataset_hash for s in siblings}
         for sibling, hp in zip(siblings, hparams):
             sibling.variant = {k: hp.get(k) for k in differing}
             if len(devices) > 1:
                 sibling.variant["device"] = sibling.device
+            if len(data) > 1:
+                sibling.variant["data"] = str(sibling.dataset_hash)[:8]
             if not sibling.variant:
                 sibling.variant = {"version": sibling.method_version[:8]}
     return sorted(groups.values(), key=lambda g: (g.dataset, g.method, _sort_key(g.variant)))
@@ -489,7 +498,7 @@ NOTES = (
 
 def to_markdown(report: Report) -> str:
     lines = ["# Benchmark report", "",
-             f"{report.n_runs} runs" + (f" ({report.superseded} older records of rerun "
+             plural(report.n_runs, "run") + (f" ({plural(report.superseded, 'older record')} of rerun "
                                         "configurations ignored)" if report.superseded else "")
              + ".", ""]
     for dataset in report.datasets:
@@ -604,8 +613,8 @@ def to_html(report: Report) -> str:
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>Benchmark report</title>", f"<style>{CSS}</style></head><body>",
              "<h1>Benchmark report</h1>",
-             f"<p>{report.n_runs} runs"
-             + (f" ({report.superseded} older records of rerun configurations ignored)"
+             f"<p>{plural(report.n_runs, 'run')}"
+             + (f" ({plural(report.superseded, 'older record')} of rerun configurations ignored)"
                 if report.superseded else "") + ".</p>"]
     for dataset in report.datasets:
         parts.append(f"<h2>{html.escape(dataset.name)}</h2>")

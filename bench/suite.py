@@ -315,14 +315,17 @@ def run_one(cell: Cell, options: RunOptions) -> Outcome:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """Let an interrupted run write its record (it handles SIGINT), then make sure it is gone."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+    """Let an interrupted run write its record (it handles SIGINT: a terminal's Ctrl-C reaches
+    it too; otherwise it is sent one), then make sure it is gone."""
+    for action, wait in ((None, 5), (signal.SIGINT, 30), (signal.SIGKILL, None)):
+        if process.poll() is not None:
+            return
+        if action is not None:
+            process.send_signal(action)
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=wait)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            continue
 
 
 def run_cells(cells: list[Cell], options: RunOptions, title: str = "suite") -> list[Outcome]:
@@ -411,8 +414,8 @@ def exit_status(outcomes: list[Outcome]) -> int:
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    print(f"{len(outcomes)} runs ({ran} run now, {len(outcomes) - ran} done before): {summary}",
-          file=sys.stderr)
+    print(f"{len(outcomes)} run{'' if len(outcomes) == 1 else 's'} ({ran} run now, "
+          f"{len(outcomes) - ran} done before): {summary}", file=sys.stderr)
     if failed:
         print(f"error: {len(failed)} run{'s' if len(failed) > 1 else ''} did not succeed: "
               + "; ".join(f"{o.cell.label} ({o.status})" for o in failed), file=sys.stderr)

@@ -176,7 +176,7 @@ def test_retried_run_counts_once_and_variants_are_named(tmp_path):
         == "0.600 ± 0.000 (n=2)"
     assert dict(zip(header, md_row(markdown, "beta", "hidden=32")))["Test acc (mean ± std)"] \
         == "0.700 ± 0.000 (n=2)"
-    assert "1 older records of rerun configurations ignored" in markdown
+    assert "1 older record of rerun configurations ignored" in markdown
     assert [r["variant"] for r in rows] == ["", "hidden=16", "hidden=32"]
 
 
