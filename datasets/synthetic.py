@@ -13,7 +13,7 @@ identify the pair but carry nothing about the class within it; only the order do
 Per sample ("speaker" variation): the speaker's channel shift (a few channels) and tempo
 (+-10 %), plus per-sample tempo (+-4 %), gain (+-20 %), onset (20-80 ms), per-burst duration
 (+-8 %), per-spike jitter (2 ms), and background noise spikes on all channels. A sample has
-about 2-4 thousand spikes (SHD: 5-15 thousand), all within the first second.
+about 8 thousand spikes (4-14 thousand; SHD: 5-15 thousand), all within the first second.
 
 Sizes default to 20 training and 8 test samples per class, small enough that the default run
 (surrogate-gradient BPTT, 256 hidden, T = 1000) finishes in about a minute on a laptop CPU.
@@ -41,8 +41,8 @@ class SyntheticParams:
     train_per_class: int = 20
     test_per_class: int = 8
     n_speakers: int = 8
-    rate_hz: float = 150.0  # peak per-channel rate inside a band
-    band_width: tuple[float, float] = (24.0, 48.0)  # channels (4 sigma of the Gaussian profile)
+    rate_hz: float = 500.0  # peak per-channel rate inside a band
+    band_width: tuple[float, float] = (40.0, 80.0)  # channels (4 sigma of the Gaussian profile)
     noise_hz: float = 1.5  # background rate on every channel
     jitter_s: float = 0.002
 
