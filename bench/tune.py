@@ -122,6 +122,12 @@ def main(args: argparse.Namespace) -> int:
     return tuner.summarise()
 
 
+def _default_sigint() -> None:
+    """In a run's process: SIGINT interrupts it (and it writes its record) even when the tuner
+    was started with SIGINT ignored (in the background, under nohup)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _terminate(signum, frame):  # SIGTERM (a scheduler's stop) ends the worker like Ctrl-C
     raise KeyboardInterrupt
 
@@ -187,7 +193,22 @@ def open_storage(url: str, heartbeat: bool = True):
         kwargs.update(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return retry(optuna.storages.RDBStorage, url, **kwargs)
+        for attempt in range(6):
+            try:
+                return retry(optuna.storages.RDBStorage, url, **kwargs)
+            except Exception as exc:
+                # Two workers creating a new database race to create its tables; the loser
+                # finds them made on its next attempt.
+                if attempt == 5 or not _is_creation_race(exc):
+                    raise
+                time.sleep(random.uniform(0.2, 1.0))
+    raise AssertionError("unreachable")
+
+
+def _is_creation_race(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return ("unique constraint" in text or "already exists" in text or "integrityerror" in text
+            or "duplicate" in text or _is_lock_error(exc))
 
 
 def _quiet_optuna() -> None:
@@ -409,13 +430,15 @@ class Tuner:
             log.flush()
             launched = time.monotonic()
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=_default_sigint)
             try:
                 pruned, reported = self._watch(trial, proc, scratch / "checkpoints")
                 run_wall = time.monotonic() - launched
             except KeyboardInterrupt:
                 self._stop(proc)
-                self._finish(trial, "interrupted", None, scratch, started, error="interrupted")
+                record, path = self._collect(run_out)  # the run's record says "interrupted"
+                self._finish(trial, "interrupted", record, scratch, started, record_path=path,
+                             error="interrupted")
                 raise
         record, path = self._collect(run_out)
         self._finish(trial, "pruned" if pruned else None, record, scratch, started,
@@ -499,7 +522,8 @@ class Tuner:
         attrs: dict[str, Any] = {"wall_seconds": round(wall, 3)}
         value = None
         if record is not None:
-            self._report(trial, record.get("curve") or [], reported)  # epochs not yet seen
+            if outcome != "interrupted":
+                self._report(trial, record.get("curve") or [], reported)  # epochs not yet seen
             metrics = record.get("metrics") or {}
             attrs.update(record=str(record_path), run_id=record.get("run_id"),
                          train_seconds=metrics.get("train_seconds"), status=record.get("status"))

@@ -238,3 +238,20 @@ def test_tuning_curve_best_so_far(tmp_path):
     csv, png = tune.save_curve(curve, tmp_path / "c-curve", title="c")
     assert csv.read_text().startswith("n,number,state")
     assert png.stat().st_size > 0
+
+
+@pytest.mark.parametrize("kind", ["tpe", "gp"])
+def test_samplers_draw_the_method_space(kind):
+    """Both samplers past their random start-up trials, on the shared network's space."""
+    tune._quiet_optuna()
+    space = search_spaces.space_for(EventPropLike, "eventprop", params="+loss")
+    defaults = search_spaces.defaults_of(EventPropLike)
+    study = optuna.create_study(direction="maximize")
+    for number in range(11):
+        study.sampler = tune._sampler(kind, number)
+        trial = study.ask()
+        drawn = search_spaces.sample(space, trial, defaults)
+        assert 1e-4 <= drawn["lr"] <= 5e-3 and drawn["tau_syn"] < drawn["tau_mem"]
+        assert ("gauss_mu" in drawn) == (drawn["loss"] == "gauss_window")
+        study.tell(trial, -abs(np.log10(drawn["lr"]) + 3))
+    assert len(study.trials) == 11
