@@ -123,9 +123,13 @@ def _unit_dtype(like: np.ndarray, n_in: int):
     return np.int32 if n_in - 1 <= np.iinfo(np.int32).max else np.int64
 
 
-def _per_sample_mean(values: np.ndarray, sample: np.ndarray, n: int, lengths: np.ndarray):
-    sums = np.bincount(sample, weights=values.astype(np.float64), minlength=n)
-    return np.divide(sums, lengths, out=np.zeros(n), where=lengths > 0)
+def _per_sample_mean(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` over each sample (0 for an empty one), from running sums."""
+    running = np.zeros(values.shape[0] + 1, dtype=np.float64)
+    np.cumsum(values, dtype=np.float64, out=running[1:])
+    lengths = np.diff(offsets)
+    sums = running[offsets[1:]] - running[offsets[:-1]]
+    return np.divide(sums, lengths, out=np.zeros(lengths.shape[0]), where=lengths > 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,9 +206,8 @@ def blend(times, units, offsets, labels, rng, fraction: float, n_in: int):
         return times, units, offsets, labels
     anchor, partner = pairs
     lengths = np.diff(offsets)
-    sample = _sample_index(offsets)
-    mean_t = _per_sample_mean(times, sample, n, lengths)
-    mean_u = _per_sample_mean(units, sample, n, lengths)
+    mean_t = _per_sample_mean(times, offsets)
+    mean_u = _per_sample_mean(units, offsets)
     both = (lengths[anchor] > 0) & (lengths[partner] > 0)
     dt = np.where(both, mean_t[anchor] - mean_t[partner], 0.0).astype(np.float32)
     du = np.where(both, np.rint(mean_u[anchor] - mean_u[partner]), 0).astype(np.int32)
