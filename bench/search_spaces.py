@@ -97,6 +97,7 @@ CATALOG: dict[str, Param] = {
 METHOD_SPACES: dict[str, dict[str, Param]] = {
     "eventprop": {
         "lr": Param("float", 1e-4, 5e-3, log=True),
+        "reg_nu": Param("float", 5.0, 30.0, on=False),  # target spikes per neuron per second
     },
 }
 
