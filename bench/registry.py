@@ -18,6 +18,9 @@ METHODS: dict[str, str] = {
     "bptt-spyx": "methods.bptt_spyx:BpttSpyx",
     "paralif": "methods.paralif:ParaLIF",
     "eventprop": "methods.eventprop:EventProp",
+    "eprop": "methods.eprop:Eprop",
+    "rstdp": "methods.rstdp:RStdp",
+    "ann-conversion": "methods.ann_conversion:AnnConversion",
 }
 
 # name -> one-line description (paths to <name>_{train,test}.h5 files are accepted too)
