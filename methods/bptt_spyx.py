@@ -62,6 +62,22 @@ from methods.readouts import time_weights  # noqa: E402
 
 MAX_LOSS = 1e4  # as TorchNetworkMethod.max_loss
 
+#: compiled train/predict steps of this process, shared by instances that run the same program
+#: (a second instance with equal network, hyperparameters, shapes and device compiles nothing;
+#: its ``compile_seconds`` is then the lookup, near 0). The runner uses one process per run.
+_EXECUTABLES: dict[tuple, Any] = {}
+
+
+_ACTIVATIONS: dict[float, Any] = {}
+
+
+def surrogate_spike(slope: float):
+    """``spyx.axn.superspike(k=slope)``, one object per slope, so that equal networks have equal
+    graph definitions and share compiled steps (see :data:`_EXECUTABLES`)."""
+    if slope not in _ACTIVATIONS:
+        _ACTIVATIONS[slope] = spyx.axn.superspike(k=slope)
+    return _ACTIVATIONS[slope]
+
 
 class SynapticLIF(nnx.Module):
     """Current-based LIF layer with optional recurrence and reset to zero (see module docstring).
@@ -112,7 +128,7 @@ class Core(nnx.Module):
     def __init__(self, weights: dict[str, np.ndarray], decays: lif.Decays, slope: float):
         hidden, n_out = weights["w_out"].shape
         self.hidden = SynapticLIF(weights.get("w_rec"), hidden, decays.alpha, decays.beta,
-                                  lif.THETA, spyx.axn.superspike(k=slope))
+                                  lif.THETA, surrogate_spike(slope))
         self.readout = _linear(weights["w_out"])
         self.output = SynapticLI(n_out, decays.alpha_out, decays.beta)
 
@@ -247,6 +263,10 @@ class BpttSpyx(Method):
         train, predict = make_steps(self.graphdef, self.tx, hparams.loss, hparams.gauss_mu,
                                     hparams.gauss_sigma)
         self._train_jit, self._predict_jit = jax.jit(train), jax.jit(predict)
+        # what makes two instances' steps the same program (the graph definition holds the
+        # decays, slope and sizes; the weights' values are arguments)
+        self._program_key = (self.graphdef, hparams.lr, hparams.loss, hparams.gauss_mu,
+                             hparams.gauss_sigma, str(self.device))
         self._train_compiled: dict[tuple, Any] = {}
         self._predict_compiled: dict[tuple, Any] = {}
         self.batch_size = hparams.batch_size
@@ -265,17 +285,23 @@ class BpttSpyx(Method):
 
     def _compiled_train(self, shape: tuple[int, int, int]):
         if shape not in self._train_compiled:
-            x = jax.ShapeDtypeStruct(shape, jnp.float32)
-            y = jax.ShapeDtypeStruct(shape[:1], jnp.int32)
-            mask = jax.ShapeDtypeStruct(shape[:1], jnp.float32)
-            self._train_compiled[shape] = self._train_jit.lower(
-                self.params, self.opt_state, x, y, mask).compile()
+            key = ("train", shape) + self._program_key
+            if key not in _EXECUTABLES:
+                x = jax.ShapeDtypeStruct(shape, jnp.float32)
+                y = jax.ShapeDtypeStruct(shape[:1], jnp.int32)
+                mask = jax.ShapeDtypeStruct(shape[:1], jnp.float32)
+                _EXECUTABLES[key] = self._train_jit.lower(
+                    self.params, self.opt_state, x, y, mask).compile()
+            self._train_compiled[shape] = _EXECUTABLES[key]
         return self._train_compiled[shape]
 
     def _compiled_predict(self, shape: tuple[int, int, int]):
         if shape not in self._predict_compiled:
-            x = jax.ShapeDtypeStruct(shape, jnp.float32)
-            self._predict_compiled[shape] = self._predict_jit.lower(self.params, x).compile()
+            key = ("predict", shape) + self._program_key
+            if key not in _EXECUTABLES:
+                x = jax.ShapeDtypeStruct(shape, jnp.float32)
+                _EXECUTABLES[key] = self._predict_jit.lower(self.params, x).compile()
+            self._predict_compiled[shape] = _EXECUTABLES[key]
         return self._predict_compiled[shape]
 
     def _padded(self, batch: Batch, start: int = 0):

@@ -120,7 +120,7 @@ class CausalConvolution(torch.autograd.Function):
 
     The backward is the matching correlation, dL/dx[s] = sum_{t >= s} K[t - s] g[t], computed
     with the conjugate spectrum: one rfft and one irfft, where autograd's own backward of
-    rfft/irfft goes through full complex transforms (about 3x the cost)."""
+    rfft/irfft goes through full complex transforms (about 2.5x the cost)."""
 
     @staticmethod
     def forward(ctx, signal, spectrum, n_fft: int):
