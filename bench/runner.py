@@ -16,7 +16,9 @@ import argparse
 import dataclasses
 import os
 import pickle
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -33,6 +35,14 @@ DEFAULT_OUT = "reports/runs"
 
 class TimeLimitReached(Exception):
     pass
+
+
+class Terminated(Exception):
+    """SIGTERM arrived (a scheduler, a tuner's pruner): the run ends with a failed record."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"terminated by signal {signum}")
 
 
 @dataclasses.dataclass
@@ -106,6 +116,9 @@ def prepare(config: RunConfig):
     hparams = make_hparams(method_cls.Hparams, overrides)
 
     import datasets
+    from datasets import transforms
+
+    transforms.validate(hparams)
 
     data = datasets.open_dataset(config.dataset, steps=hparams.steps, dt_ms=hparams.dt_ms)
     if hparams.epochs is None:
@@ -145,6 +158,8 @@ def run(config: RunConfig) -> tuple[dict, Path]:
     checkpoint = _checkpoint_path(config, version, data.spec.content_hash)
     trainer = _Trainer(method, data, hparams, config, record, checkpoint)
     trainer.transforms = {"train": train_transform, "eval": eval_transform}
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         trainer.train()
         record["status"] = "ok"
@@ -154,6 +169,8 @@ def run(config: RunConfig) -> tuple[dict, Path]:
         record["status"], record["error"] = "timeout", str(exc)
     except KeyboardInterrupt:
         record["status"], record["error"] = "failed", "interrupted by the user"
+    except Terminated as exc:
+        record["status"], record["error"] = "failed", str(exc)
     except MemoryError:
         record["status"], record["error"] = "failed", "out of memory"
     except Exception as exc:  # a crash is a failed record, never a silent 0.0
