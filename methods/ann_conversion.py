@@ -18,7 +18,10 @@ IF neurons, theta = 1, reset by subtraction, at most one spike per step, K = ``k
     V[t] = V[t-1] + J[t];  s[t] = H(V[t] - 1);  V[t] <- V[t] - s[t]
     rnn: during bin b, J[t] = c_b W_in' + a' + s[t - K] U'   (the input enters as a constant current
          each step; the recurrent synapses deliver with a delay of one bin, K steps, so bin b sees
-         the spikes of bin b-1; V keeps its residue across bins). Rate s ~ h_b / lambda.
+         the spikes of bin b-1). V keeps its positive residue across bins; a negative residue is
+         dropped at the bin's end (V <- max(V, 0)), as the ReLU drops a negative pre-activation:
+         otherwise a bin of negative drive leaves a debt of O(K) that silences the next bins and
+         the error would not fall with K. Rate s ~ h_b / lambda.
     mlp: the sample is presented as a constant current for nb K steps, layer by layer.
 Output: non-spiking integrators of W_o' s + a_o; score = integral / (steps) ~ the ANN's logits.
 
@@ -165,6 +168,7 @@ class SpikingRnn:
         previous = drive.new_zeros(k_steps, batch, self.u.shape[0])  # spikes of the last bin
         counts = []
         for b in range(n_bins):
+            v.clamp_(min=0.0)  # a bin's negative residue is what the ReLU discards
             recurrent = previous @ self.u  # what the delayed synapses deliver at each step
             spikes = [if_step(v, drive[:, b] + recurrent[k]) for k in range(k_steps)]
             previous = torch.stack(spikes)
@@ -284,12 +288,14 @@ class AnnConversion(Method):
             raise RuntimeError("finalize() before any train_step: nothing to normalise on")
         layers = [torch.cat([a[i] for a in acts]) for i in range(len(acts[0]))]
         self.scales = layer_scales(layers, self.hp.percentile)
-        if isinstance(self.ann, ReluRnn):
-            self.snn = SpikingRnn.convert(self.ann, self.scales[0])
-        else:
-            self.snn = SpikingMlp.convert(self.ann, self.scales)
+        self.snn = self.convert()
         self.eval_counts = {"ann": 0, "snn": 0, "total": 0}
         self.conversion_seconds = time.perf_counter() - start
+
+    def convert(self) -> SpikingRnn | SpikingMlp:
+        if isinstance(self.ann, ReluRnn):
+            return SpikingRnn.convert(self.ann, self.scales[0])
+        return SpikingMlp.convert(self.ann, self.scales)
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> np.ndarray:
@@ -345,7 +351,8 @@ class AnnConversion(Method):
     def state_dict(self) -> dict[str, Any]:
         return {"ann": self.ann.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "reservoir": [r.clone() for r in self.reservoir], "seen": self.seen,
-                "rng": self.rng.bit_generator.state}
+                "rng": self.rng.bit_generator.state, "scales": list(self.scales),
+                "finalized": self.snn is not None, "conversion_seconds": self.conversion_seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ann.load_state_dict(state["ann"])
@@ -353,4 +360,6 @@ class AnnConversion(Method):
         self.reservoir = [r.to(self.device) for r in state["reservoir"]]
         self.seen = state["seen"]
         self.rng.bit_generator.state = state["rng"]
-        self.snn = None
+        self.scales = list(state["scales"])
+        self.conversion_seconds = state["conversion_seconds"]
+        self.snn = self.convert() if state["finalized"] else None

@@ -71,7 +71,7 @@ class EpropHparams(NetworkHparams):
     alif: bool = False
     tau_adapt: float = 200.0  # ms, ALIF threshold adaptation
     adapt_strength: float = 0.5  # beta_a, threshold increase per spike (units of theta)
-    output_synapse: bool = True  # output filter includes the current synapse (as lif.py)
+    output_synapse: bool = False  # True: the output current synapse of lif.py (2 filter states)
     chunk: int = 100  # steps per block of the exact block form (memory ~ chunk, not T)
     grad_clip: float = 0.0  # max global norm of an update before Adam; 0 = off
 

@@ -51,20 +51,21 @@ from methods.torch_common import seed_torch, torch_device
 
 @dataclass
 class RStdpHparams(NetworkHparams):
-    lr: float = 0.05
+    lr: float = 1.0
     hidden_init: Literal["random", "bands"] = "bands"
     band_width: float = 8.0  # channels (std of the Gaussian receptive field), "bands" only
     band_drive: float = 1.2  # target mean input current per hidden neuron (theta = 1), "bands"
     tau_stdp: float = 20.0  # ms, pre and post traces
     tau_elig: float = 1000.0  # ms, eligibility trace
     a_plus: float = 1.0
-    a_minus: float = 1.0
+    a_minus: float = 0.5
     reward_rate: float = 0.05  # running-mean rate of the per-class reward baseline
     update: Literal["winner", "all"] = "winner"
     normalise: bool = True
     w_inh: float = 0.5  # lateral inhibition between outputs (soft winner-take-all)
     noise: float = 0.05  # std of the exploratory current into outputs during training
-    out_scale: float = 1.0  # initial L1 norm of each output column relative to the calibrated one
+    out_scale: float = 0.6  # output drive: mean steady current 2 * out_scale (threshold 1)
+    homeostasis: float = 0.5  # threshold adaptation per batch towards equal win rates; 0 = off
     chunk: int = 100  # steps per block of the eligibility accumulation
 
     def validate(self) -> None:
@@ -92,17 +93,43 @@ def band_weights(rng: np.random.Generator, n_in: int, hidden: int, width: float)
     return (w / w.sum(axis=0, keepdims=True)).astype(np.float32)
 
 
-def stdp_pairs(pre_trace: torch.Tensor, post_spikes: torch.Tensor, pre_spikes: torch.Tensor,
-               post_trace_before: torch.Tensor, a_plus: float, a_minus: float,
-               weights: torch.Tensor) -> torch.Tensor:
-    """sum_t w[t] (A+ x[t] o[t]^T - A- s[t] y[t-1]^T) per trial: (B, N, C).
+class StdpTraces:
+    """Pre and post traces and the eligibility e (B, N, C) at the trial's last step, T - 1.
 
-    Arguments are (n, B, N) or (n, B, C) blocks of steps; ``weights`` (n,) the decay to the end.
-    """
-    w = weights[:, None, None]
-    ltp = torch.einsum("tbn,tbc->bnc", pre_trace * w, post_spikes)
-    ltd = torch.einsum("tbn,tbc->bnc", pre_spikes * w, post_trace_before)
-    return a_plus * ltp - a_minus * ltd
+    Steps are kept a block at a time and folded in with e(T-1) = sum_t d_e^(T-1-t) STDP[t]."""
+
+    def __init__(self, batch: int, n_pre: int, n_post: int, steps: int, hp: RStdpHparams,
+                 like: torch.Tensor):
+        self.hp, self.steps = hp, steps
+        self.d_stdp = math.exp(-hp.dt_ms / hp.tau_stdp)
+        self.d_elig = math.exp(-hp.dt_ms / hp.tau_elig)
+        self.pre = like.new_zeros(batch, n_pre)
+        self.post = like.new_zeros(batch, n_post)
+        self.elig = like.new_zeros(batch, n_pre, n_post)
+        self.block: dict[str, list[torch.Tensor]] = {"x": [], "o": [], "s": [], "y": []}
+        self.t = 0  # steps seen
+
+    def step(self, pre_spikes: torch.Tensor, post_spikes: torch.Tensor) -> None:
+        """x[t] = d x[t-1] + s[t], y[t] = d y[t-1] + o[t]; keep x[t], o[t], s[t], y[t-1]."""
+        self.block["y"].append(self.post)
+        self.pre = self.pre * self.d_stdp + pre_spikes
+        self.post = self.post * self.d_stdp + post_spikes
+        for key, value in (("x", self.pre), ("o", post_spikes), ("s", pre_spikes)):
+            self.block[key].append(value)
+
+    def flush(self) -> None:
+        """sum over the kept steps of d_e^(T-1-t) (A+ x[t] o[t]^T - A- s[t] y[t-1]^T)."""
+        n = len(self.block["x"])
+        if n == 0:
+            return
+        x, o, s, y = (torch.stack(self.block[k]) for k in ("x", "o", "s", "y"))
+        ages = self.steps - 1 - (self.t + torch.arange(n, dtype=x.dtype, device=x.device))
+        w = (self.d_elig ** ages)[:, None, None]
+        ltp = torch.einsum("tbn,tbc->bnc", x * w, o)
+        ltd = torch.einsum("tbn,tbc->bnc", s * w, y)
+        self.elig += self.hp.a_plus * ltp - self.hp.a_minus * ltd
+        self.t += n
+        self.block = {k: [] for k in self.block}
 
 
 class RStdp(Method):
@@ -127,6 +154,7 @@ class RStdp(Method):
         self.out_calibrated = False
         self.norm = self.w_out.sum(dim=0)  # target L1 norm of each column
         self.baseline = torch.zeros(spec.n_classes, device=self.device)
+        self.theta = torch.full((spec.n_classes,), lif.THETA, device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self._stats: InferenceStats | None = None
 
@@ -156,18 +184,12 @@ class RStdp(Method):
         new = self.w_in.new_zeros
         I, V, z = new(batch, hidden), new(batch, hidden), new(batch, hidden)
         Io, Vo, o = new(batch, n_out), new(batch, n_out), new(batch, n_out)
-        pre, post = new(batch, hidden), new(batch, n_out)
         counts, vsum, hidden_spikes = new(batch, n_out), new(batch, n_out), new(batch, hidden)
-        elig = new(batch, hidden, n_out) if train else None
-        d_stdp = math.exp(-hp.dt_ms / hp.tau_stdp)
-        d_elig = math.exp(-hp.dt_ms / hp.tau_elig)
+        traces = StdpTraces(batch, hidden, n_out, steps, hp, self.w_in) if train else None
         chunk = min(hp.chunk, steps)
         for t0 in range(0, steps, chunk):
-            xc = x[:, t0:t0 + chunk].float()
-            n = xc.shape[1]
-            drive = (xc @ self.w_in).transpose(0, 1)
-            keep = {"pre": [], "o": [], "s": [], "post": []}
-            for k in range(n):
+            drive = (x[:, t0:t0 + chunk].float() @ self.w_in).transpose(0, 1)
+            for k in range(drive.shape[0]):
                 cur = drive[k] if self.w_rec is None else torch.addmm(drive[k], z, self.w_rec)
                 I.mul_(dec.beta).add_(cur)
                 V = torch.lerp(V, I, 1.0 - dec.alpha)
@@ -180,23 +202,16 @@ class RStdp(Method):
                     Io.add_(torch.randn(batch, n_out, generator=self.generator) * hp.noise)
                 Vo = torch.lerp(Vo, Io, 1.0 - dec.alpha_out)
                 vsum += Vo
-                post_before = post
-                o = (Vo > lif.THETA).float()
+                o = (Vo > self.theta).float()
                 Vo = Vo * (1.0 - o)
                 counts += o
-                if train:
-                    pre = pre * d_stdp + z
-                    post = post * d_stdp + o
-                    for key, value in (("pre", pre), ("o", o), ("s", z), ("post", post_before)):
-                        keep[key].append(value)
-            if train:
-                decay = torch.tensor([d_elig ** (steps - 1 - (t0 + k)) for k in range(n)])
-                blocks = {key: torch.stack(value) for key, value in keep.items()}
-                elig += stdp_pairs(blocks["pre"], blocks["o"], blocks["s"], blocks["post"],
-                                   hp.a_plus, hp.a_minus, decay.to(x.device))
+                if traces is not None:
+                    traces.step(z, o)
+            if traces is not None:
+                traces.flush()
         scores = counts + 0.1 * torch.tanh(vsum / steps)
-        return {"scores": scores, "elig": elig, "hidden_count": hidden_spikes.sum(dim=1),
-                "hidden_rate": hidden_spikes.mean(dim=0) / steps}
+        return {"scores": scores, "elig": None if traces is None else traces.elig,
+                "hidden_count": hidden_spikes.sum(dim=1), "hidden_rate": hidden_spikes.mean(dim=0) / steps}
 
     # -- the contract ----------------------------------------------------------------------------
     def train_step(self, batch: Batch) -> dict[str, float]:
@@ -210,6 +225,7 @@ class RStdp(Method):
             modulator = reward - self.baseline[labels]
             self.update_baseline(labels, reward)
             self.apply(out["elig"], modulator, decision)
+            self.adapt_thresholds(decision)
         return {"loss": float(-reward.mean()), "correct": int((decision == labels).sum())}
 
     def update_baseline(self, labels: torch.Tensor, reward: torch.Tensor) -> None:
@@ -229,6 +245,12 @@ class RStdp(Method):
             self.w_out.clamp_(min=0.0)
             self.w_out *= self.norm / self.w_out.sum(dim=0).clamp(min=1e-12)
 
+    def adapt_thresholds(self, decision: torch.Tensor) -> None:
+        """Homeostasis, label-free: theta_k += h (wins_k / B - 1 / C), kept >= 0.1."""
+        n_out = self.theta.shape[0]
+        wins = torch.bincount(decision, minlength=n_out).to(self.theta.dtype) / decision.shape[0]
+        self.theta.add_(self.hp.homeostasis * (wins - 1.0 / n_out)).clamp_(min=0.1)
+
     def predict(self, batch: Batch) -> np.ndarray:
         with torch.no_grad():
             out = self.run(torch.from_numpy(batch.x).to(self.device), train=False)
@@ -240,14 +262,17 @@ class RStdp(Method):
         return self._stats
 
     def state_dict(self) -> dict[str, Any]:
-        return {"w_in": self.w_in.clone(), "w_out": self.w_out.clone(), "norm": self.norm.clone(),
-                "baseline": self.baseline.clone(), "calibrated": self.calibrated,
+        return {"w_in": self.w_in.clone(), "w_rec": None if self.w_rec is None else self.w_rec.clone(),
+                "w_out": self.w_out.clone(), "norm": self.norm.clone(),
+                "baseline": self.baseline.clone(), "theta": self.theta.clone(), "calibrated": self.calibrated,
                 "out_calibrated": self.out_calibrated, "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.w_in = state["w_in"].to(self.device)
+        self.w_rec = None if state["w_rec"] is None else state["w_rec"].to(self.device)
         self.w_out = state["w_out"].to(self.device)
         self.norm = state["norm"].to(self.device)
         self.baseline = state["baseline"].to(self.device)
+        self.theta = state["theta"].to(self.device)
         self.calibrated, self.out_calibrated = state["calibrated"], state["out_calibrated"]
         self.generator.set_state(state["generator"])
