@@ -110,6 +110,8 @@ def prepare(config: RunConfig):
         raise InputError(f"--epochs must be at least 1, got {config.epochs}")
     method_cls = registry.load_method(config.method)
     measure.apply_torch_threads(config.threads)
+    if hasattr(os, "sched_getaffinity"):
+        thread_settings["cpu_affinity"] = ",".join(map(str, sorted(os.sched_getaffinity(0))))
     overrides = parse_overrides(method_cls.Hparams, config.overrides)
     if config.epochs is not None:
         overrides["epochs"] = config.epochs

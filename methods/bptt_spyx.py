@@ -23,7 +23,8 @@ real samples, as in the torch adapters), so every sample counts and nothing reco
 
 XLA threads and memory: unless already set (the runner sets them before any import), this module
 sets ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` and ``XLA_PYTHON_CLIENT_PREALLOCATE=false``
-before importing jax; :data:`XLA_ENV` records what was in force at import.
+before importing jax, and, inside a run, limits the process's CPU affinity to the run's thread
+count (XLA ignores its intra-op thread flag); :data:`XLA_ENV` records what was in force.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ for _key, _value in _XLA_DEFAULTS.items():
 #: module, in which case the flags were read earlier and may differ.
 XLA_ENV = {key: os.environ[key] for key in _XLA_DEFAULTS}
 XLA_ENV["effective"] = str(not _JAX_ALREADY_IMPORTED)
+
+from bench.measure import limit_cpu_affinity  # noqa: E402
+
+# XLA's CPU client ignores intra-op thread settings; within a run (the runner sets the thread
+# count) the affinity mask is what keeps JAX to the run's cores.
+XLA_ENV["cpu_affinity"] = str(limit_cpu_affinity() if not _JAX_ALREADY_IMPORTED else None)
 
 import math  # noqa: E402
 import time  # noqa: E402
