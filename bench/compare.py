@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
