@@ -6,9 +6,10 @@ the SHD schema (:func:`datasets.h5.write_h5`) and read back through the same rea
 Classes need time, not only counts. The 20 classes form 10 pairs. A pair owns 2-4 "formant"
 bands (a band: a centre channel, a width, a duration, a rate and a slow drift of the centre
 during the burst). Both classes of a pair play the same bands, one burst per band, but in
-opposite temporal order (class ``2p`` plays bands a, b, c; class ``2p + 1`` plays c, b, a). A
-band's burst has the same statistics whichever slot it plays in, so per-channel spike counts
-identify the pair but carry nothing about the class within it; only the order does.
+opposite temporal order (class ``2p`` plays bands a, b, c; class ``2p + 1`` plays c, b, a), the
+bursts spread over about 0.7 s so that a band comes either early or late. A band's burst has the
+same statistics whichever slot it plays in, so per-channel spike counts identify the pair but
+carry nothing about the class within it; only the order does.
 
 Per sample ("speaker" variation): the speaker's channel shift (a few channels) and tempo
 (+-10 %), plus per-sample tempo (+-4 %), gain (+-20 %), onset (20-80 ms), per-burst duration
@@ -29,7 +30,9 @@ import numpy as np
 
 from bench.api import InputError
 
-VERSION = 1
+VERSION = 2  # bump whenever the generated data changes: caches are keyed on it
+SPAN = 0.72  # seconds from the first burst's onset to the last one's end (before tempo changes)
+MIN_GAP = 0.04
 RECOMMENDED_EPOCHS = 2
 N_IN = 700
 
@@ -56,11 +59,13 @@ class Band:
     drift: float  # channels the centre moves over the burst
 
 
-def _templates(p: SyntheticParams) -> tuple[list[list[Band]], list[tuple[int, ...]], list[str]]:
-    """Per class: the bands of its pair and the order they play in; class names."""
+def _templates(p: SyntheticParams):
+    """Per class: the bands of its pair, the order they play in and the gap between bursts;
+    class names."""
     rng = np.random.default_rng([p.seed, 1])
     n_pairs = p.n_classes // 2
     bands_of_pair: list[list[Band]] = []
+    gaps_of_pair: list[float] = []
     for pair in range(n_pairs):
         k = 2 + pair % 3
         centres: list[float] = []
@@ -69,9 +74,11 @@ def _templates(p: SyntheticParams) -> tuple[list[list[Band]], list[tuple[int, ..
             if all(abs(c - o) > 70 for o in centres):
                 centres.append(c)
         durations = rng.uniform(0.12, 0.22, k)
-        budget = 0.64 - 0.04 * (k - 1)  # nominal content ends by ~0.72 s, stretched by 0.95 s
+        budget = SPAN - MIN_GAP * (k - 1)
         if durations.sum() > budget:
             durations *= budget / durations.sum()
+        # the bursts are spread over the whole span, so that order shows as early vs late
+        gaps_of_pair.append(float((SPAN - durations.sum()) / (k - 1)))
         bands_of_pair.append(
             [
                 Band(
@@ -86,6 +93,7 @@ def _templates(p: SyntheticParams) -> tuple[list[list[Band]], list[tuple[int, ..
         )
     bands: list[list[Band]] = []
     orders: list[tuple[int, ...]] = []
+    gaps: list[float] = []
     names: list[str] = []
     letters = "abcd"
     for cls in range(p.n_classes):
@@ -93,15 +101,17 @@ def _templates(p: SyntheticParams) -> tuple[list[list[Band]], list[tuple[int, ..
         k = len(bands_of_pair[pair])
         order = tuple(range(k))[::-1] if flip else tuple(range(k))
         bands.append(bands_of_pair[pair])
+        gaps.append(gaps_of_pair[pair])
         orders.append(order)
         names.append(f"p{pair}-" + "".join(letters[j] for j in order))
-    return bands, orders, names
+    return bands, orders, gaps, names
 
 
 def _sample(
     rng: np.random.Generator,
     bands: list[Band],
     order: tuple[int, ...],
+    gap: float,
     shift: float,
     tempo: float,
     p: SyntheticParams,
@@ -121,7 +131,7 @@ def _sample(
         ch = b.centre + shift + b.drift * (frac - 0.5) + rng.normal(0.0, b.width / 4, n)
         times.append(t + frac * dur)
         units.append(ch)
-        t += dur + 0.04 * tempo
+        t += dur + gap * tempo
     n_noise = rng.poisson(p.noise_hz * N_IN * 1.0)
     times.append(rng.uniform(0.0, 1.0, n_noise))
     units.append(rng.uniform(0, N_IN, n_noise))
@@ -137,7 +147,7 @@ def generate(p: SyntheticParams = SyntheticParams()):
     """Both splits as ``{split: (times_list, units_list, labels, speakers)}`` plus class names."""
     if p.n_classes < 2 or p.n_classes % 2:
         raise InputError(f"synthetic n_classes must be even and >= 2, got {p.n_classes}")
-    bands, orders, names = _templates(p)
+    bands, orders, gaps, names = _templates(p)
     rng = np.random.default_rng([p.seed, 2])
     spk_shift = rng.integers(-3, 4, p.n_speakers)
     spk_tempo = rng.uniform(0.9, 1.1, p.n_speakers)
@@ -149,7 +159,7 @@ def generate(p: SyntheticParams = SyntheticParams()):
         speakers = srng.integers(0, p.n_speakers, labels.shape[0])
         times_list, units_list = [], []
         for label, spk in zip(labels, speakers):
-            t, u = _sample(srng, bands[label], orders[label], spk_shift[spk], spk_tempo[spk], p)
+            t, u = _sample(srng, bands[label], orders[label], gaps[label], spk_shift[spk], spk_tempo[spk], p)
             times_list.append(t)
             units_list.append(u)
         out[split] = (times_list, units_list, labels, speakers)

@@ -10,7 +10,7 @@ import pytest
 from datasets import open_dataset
 from datasets.features import count_features, window_features
 from datasets.hashing import md5_of_file
-from datasets.synthetic import SyntheticParams, directory_name, ensure_synthetic
+from datasets.synthetic import VERSION, SyntheticParams, directory_name, ensure_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_shape_sizes_and_speed(synthetic):
     assert 5000 < per_sample.mean() < 12000
     assert raw.times.min() >= 0 and raw.times.max() < 1.0
     assert ds.provenance["dropped_spikes"]["train"]["count"] == 0
-    assert (home / "synthetic-v1-seed0" / "synthetic_train.h5").is_file()
+    assert (home / directory_name() / "synthetic_train.h5").is_file()
 
 
 def test_deterministic_and_versioned(synthetic, tmp_path):
@@ -47,12 +47,12 @@ def test_deterministic_and_versioned(synthetic, tmp_path):
     b = ensure_synthetic(tmp_path / "b", small)
     for split in ("train", "test"):
         assert md5_of_file(a[split]) == md5_of_file(b[split])
-    assert a["train"].parent.name.startswith("synthetic-v1-seed0-")  # other sizes: other directory
-    assert directory_name(SyntheticParams()) == "synthetic-v1-seed0"
-    assert directory_name(SyntheticParams(seed=3)) == "synthetic-v1-seed3"
-    before = (home / "synthetic-v1-seed0" / "synthetic_train.h5").stat().st_mtime_ns
+    assert a["train"].parent.name.startswith(f"synthetic-v{VERSION}-seed0-")  # other sizes: other directory
+    assert directory_name(SyntheticParams()) == f"synthetic-v{VERSION}-seed0"
+    assert directory_name(SyntheticParams(seed=3)) == f"synthetic-v{VERSION}-seed3"
+    before = (home / directory_name() / "synthetic_train.h5").stat().st_mtime_ns
     again = open_dataset("synthetic", data_dir=home)  # present: read, not generated again
-    assert (home / "synthetic-v1-seed0" / "synthetic_train.h5").stat().st_mtime_ns == before
+    assert (home / directory_name() / "synthetic_train.h5").stat().st_mtime_ns == before
     assert again.spec.content_hash == ds.spec.content_hash
 
 
