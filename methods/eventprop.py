@@ -90,10 +90,10 @@ class EventPropHparams(NetworkHparams):
 
     timing: Literal["grid", "exact"] = "grid"
     reg_nu: float = 14.0  # target spikes per hidden neuron per 1000 ms of input
-    reg_strength: float = 5e-4  # strength of the spike-count pseudo-loss (see module docstring)
+    reg_strength: float = 3e-5  # spike-count pseudo-loss, in drive-scale units (docstring)
     silent_boost: float = 0.002  # added to the input weights of neurons silent for an epoch
     min_slope: float = 0.02  # lower bound on (I - theta), the jump's denominator
-    lambda_clip: float = 100.0  # |lambda_u| bound after a jump, per sample; 0 = no clipping
+    lambda_clip: float = 100.0  # |lambda_u| bound after a jump, in units of the drive scale; 0 = off
     chunk_steps: int = 128  # steps per block of input drive / buffers (memory ~ chunk, not T)
     dtype: Literal["float32", "float64"] = "float32"
 
@@ -418,15 +418,26 @@ class EventProp(Method):
             return self._grid_forward(blocks, store, traces)
         return self._exact_forward(blocks, store, traces)
 
+    @staticmethod
+    def _drive_scale(tab: _Tables) -> float:
+        """The largest output drive of one sample: |softmax - onehot| <= 1 times max_t w(t)/T for
+        the weighted readouts, 1 for max. The regulariser and the clip are in these units."""
+        return float(tab.w.max()) if tab.w is not None else 1.0
+
     def _reg_coefficient(self, counts: torch.Tensor, T: int) -> torch.Tensor | None:
-        """reg_strength (nbar_n - nu) / B per hidden neuron, the regulariser's jump term."""
+        """The regulariser's jump term per hidden neuron:
+        reg_strength * drive_scale * (nbar_n - nu) / B."""
         hp = self.hp
         if hp.reg_strength == 0:
             return None
         B = counts.shape[0]
         nu = hp.reg_nu * T * hp.dt_ms / 1000.0
         nbar = counts.sum(0) / B
-        return (hp.reg_strength / B) * (nbar - nu)
+        return (hp.reg_strength * self._drive_scale(self._table(T)) / B) * (nbar - nu)
+
+    def _clip_bound(self, tab: _Tables, B: int) -> float:
+        """Bound on |lambda_u| after a jump: lambda_clip drive scales, over B (batch mean)."""
+        return self.hp.lambda_clip * self._drive_scale(tab) / B
 
     def _output_block(self, tab: _Tables, u: torch.Tensor, io: torch.Tensor, vo: torch.Tensor):
         """Output traces of one block from its spike input u = z W_out, (k, B*C), and the
@@ -533,7 +544,7 @@ class EventProp(Method):
         # lambda_u is kept scaled by s so that lambda_I[t] = lerp(lambda_I[t+1], s lambda_u, 1 - beta)
         s = (1.0 - alpha) / (1.0 - beta)
         inv = 1.0 / (1.0 - alpha)
-        clip = s * hp.lambda_clip / B
+        clip = s * self._clip_bound(tab, B)
 
         g_in = torch.zeros_like(self.params["w_in"])
         g_rec = torch.zeros_like(w_rec) if w_rec is not None else None
@@ -768,7 +779,7 @@ class EventProp(Method):
         w_rec = self.params["w_rec"].detach() if hp.recurrent else None
         tab = self._table(T)
         r_s, r_o = c.tau_m / c.tau_s, c.tau_m / c.tau_o
-        clip = hp.lambda_clip / B
+        clip = self._clip_bound(tab, B)
         g_in = torch.zeros_like(self.params["w_in"])
         g_rec = torch.zeros_like(w_rec) if w_rec is not None else None
         g_out = torch.zeros_like(w_out)
