@@ -93,8 +93,14 @@ def _runs(keys: np.ndarray, presorted: bool = False) -> tuple[np.ndarray, np.nda
     new = np.empty(n, dtype=bool)
     new[0] = True
     np.not_equal(keys[1:], keys[:-1], out=new[1:])
-    if new.all():
+    dup = np.flatnonzero(~new)
+    if dup.shape[0] == 0:
         return keys, None
+    if dup.shape[0] * 8 < n:
+        # few repeats: the k-th repeated entry (at position p) belongs to run p - k - 1
+        counts = np.ones(n - dup.shape[0], dtype=np.int64)
+        np.add.at(counts, dup - np.arange(1, dup.shape[0] + 1), 1)
+        return keys[new], counts
     starts = np.flatnonzero(new)
     counts = np.empty(starts.shape[0], dtype=np.int64)
     np.subtract(starts[1:], starts[:-1], out=counts[:-1])
@@ -197,12 +203,12 @@ def precompute(
     n_steps: int,
     n_in: int,
     *,
-    max_chunk: int = 1024,
+    max_chunk: int = 128,
 ) -> BinnedSplit:
     """Bin a whole split (CSR arrays) once; see :class:`BinnedSplit`.
 
     Per chunk of samples: flat int keys ``sample * n_steps * n_in + step * n_in + unit``, spikes
-    outside the window replaced by a sentinel larger than any key, one sort, run lengths for the
+    outside the window set to -1 (they sort first and are cut off), one sort, run lengths for the
     counts, per-sample lengths by binary search of the sample boundaries.
     """
     n = int(offsets.shape[0] - 1)
@@ -210,13 +216,16 @@ def precompute(
     tk = n_steps * n_in
     chunk = max(1, min(max_chunk, (_INT32_MAX - 2 * n_in) // max(tk, 1) - 1))
     kd = _key_dtype((chunk + 1) * tk + 2 * n_in)
-    sentinel = kd(np.iinfo(kd).max)
     scale = scale_for(dt_ms)
     step_dtype = np.uint16 if n_steps <= 65536 else np.int32
     unit_dtype = np.uint16 if n_in <= 65536 else np.int32
+    total = int(times.shape[0])
     lengths = np.zeros(n, dtype=np.int64)
-    steps_parts, unit_parts, count_parts = [], [], []
-    any_dup = False
+    # outputs written chunk by chunk into arrays of the upper bound (every spike a distinct bin)
+    step_out = np.empty(total, dtype=step_dtype)
+    unit_out = np.empty(total, dtype=unit_dtype)
+    count_out = None
+    filled = 0
     kept = 0
     for c0 in range(0, n, chunk):
         c1 = min(n, c0 + chunk)
@@ -237,51 +246,43 @@ def precompute(
         keys += bins
         del bins
         keys += units[s0:s1]
-        if n_out:
-            np.putmask(keys, outside, sentinel)
+        if n_out:  # -1 (all bits set) for spikes outside the window: they sort first
+            np.bitwise_or(keys, -outside.view(np.int8).astype(kd), out=keys)
         del outside
         keys.sort()
         if n_out:
-            keys = keys[: keys.shape[0] - n_out]
+            keys = keys[n_out:]
         uniq, counts = _runs(keys, presorted=True)
         bounds = np.searchsorted(uniq, base)
         lengths[c0:c1] = np.diff(bounds)
         uniq -= np.repeat(base[:-1], lengths[c0:c1])
         st = uniq // kd(n_in)
         uniq -= st * kd(n_in)
-        steps_parts.append(st.astype(step_dtype))
-        unit_parts.append(uniq.astype(unit_dtype))
-        if counts is None:
-            count_parts.append(None)
-        else:
-            any_dup = True
-            count_parts.append(np.minimum(counts, 65535).astype(np.uint16))
+        m = uniq.shape[0]
+        step_out[filled : filled + m] = st
+        unit_out[filled : filled + m] = uniq
+        if counts is not None:
+            if count_out is None:
+                count_out = np.ones(total, dtype=np.uint16)
+            count_out[filled : filled + m] = np.minimum(counts, 65535)
+        filled += m
     new_offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=new_offsets[1:])
-    count = None
-    if any_dup:
-        count = np.concatenate(
-            [
-                c if c is not None else np.ones(s.shape[0], np.uint16)
-                for c, s in zip(count_parts, steps_parts)
-            ]
-        )
 
-    def cat(parts, dtype):
-        if len(parts) == 1:
-            return parts[0]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype)
+    def trim(a):
+        # a view when little is wasted, else a compact copy
+        return a[:filled] if filled >= 0.75 * a.shape[0] else a[:filled].copy()
 
     return BinnedSplit(
         offsets=new_offsets,
-        step=cat(steps_parts, step_dtype),
-        unit=cat(unit_parts, unit_dtype),
-        count=count,
+        step=trim(step_out),
+        unit=trim(unit_out),
+        count=None if count_out is None else trim(count_out),
         n_steps=n_steps,
         n_in=n_in,
         dt_ms=float(dt_ms),
-        n_spikes=int(times.shape[0]),
-        n_dropped=int(times.shape[0]) - kept,
+        n_spikes=total,
+        n_dropped=total - kept,
     )
 
 

@@ -51,27 +51,43 @@ def _epoch(ds, fmt, shuffle):
     assert n == N_SAMPLES
 
 
+class _Clock:
+    """Wall time and this process's CPU time (the latter less disturbed by other processes)."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
 def test_binning_every_batch(benchmark, shd_sized):
     train, test = shd_sized
-    timings = {}
+    timings: dict[str, _Clock] = {}
 
     def run():
         ds = _dataset(train, test)
-        start = time.perf_counter()
-        ds.binned("train")
-        timings["precompute"] = time.perf_counter() - start
+        with _Clock() as timings["precompute (once per split and (dt, T))"]:
+            ds.binned("train")
         for fmt in ("dense", "events"):
             for shuffle in (False, True):
-                start = time.perf_counter()
-                _epoch(ds, fmt, shuffle)
-                timings[f"{fmt}{' shuffled' if shuffle else ''}"] = time.perf_counter() - start
+                with _Clock() as timings[f"{fmt} epoch{', shuffled' if shuffle else ''}"]:
+                    _epoch(ds, fmt, shuffle)
 
     benchmark.pedantic(run, rounds=1, iterations=1)
-    total = timings["precompute"] + timings["dense shuffled"] + timings["events shuffled"]
-    timings["total: precompute + shuffled dense epoch + shuffled events epoch"] = total
-    benchmark.extra_info.update({k: round(v, 3) for k, v in timings.items()})
+    keys = ["precompute (once per split and (dt, T))", "dense epoch, shuffled", "events epoch, shuffled"]
+    wall = sum(timings[k].wall for k in keys)
+    cpu = sum(timings[k].cpu for k in keys)
+    benchmark.extra_info.update({k: round(v.wall, 3) for k, v in timings.items()})
+    benchmark.extra_info["total_wall_s"] = round(wall, 3)
+    benchmark.extra_info["total_cpu_s"] = round(cpu, 3)
     n_batches = -(-N_SAMPLES // BATCH)
-    print(f"\nSHD-sized split: {N_SAMPLES} samples, {train.n_spikes} spikes, {n_batches} batches of {BATCH}")
-    for key, value in timings.items():
-        print(f"  {key:65s} {value:6.2f} s")
-    assert total < 5.0 * 3, "binning far slower than its 5 s target"
+    print(f"\nSHD-sized split: {N_SAMPLES} samples, {train.n_spikes} spikes, "
+          f"{n_batches} batches of {BATCH}, T = 1000, dt = 1 ms")
+    print(f"  {'':45s} {'wall':>7s} {'cpu':>7s}")
+    for key, clock in timings.items():
+        print(f"  {key:45s} {clock.wall:6.2f}s {clock.cpu:6.2f}s")
+    print(f"  {'total: precompute + both shuffled epochs':45s} {wall:6.2f}s {cpu:6.2f}s")
+    assert cpu < 5.0 * 2, "binning far slower than its 5 s target"

@@ -165,19 +165,20 @@ def test_negative_times_from_a_transform_are_dropped():
     assert x.sum() == 1 and x[0, 1, 3] == 1
 
 
-@pytest.mark.parametrize("dt_ms,n_steps", [(1.0, 50), (2.0, 30), (0.5, 80)])
-def test_vectorised_binning_matches_the_loop(dt_ms, n_steps):
+@pytest.mark.parametrize("dt_ms,n_steps,n_in", [(1.0, 50, 20), (2.0, 30, 20), (0.5, 80, 20), (1.0, 50, 700)])
+def test_vectorised_binning_matches_the_loop(dt_ms, n_steps, n_in):
+    """Many repeats per bin (20 units) and few (700 units) take different counting paths."""
     rng = np.random.default_rng(1)
-    times, units = random_samples(rng, 20, n_steps=n_steps, dt_ms=dt_ms, max_spikes=300, n_in=20)
+    times, units = random_samples(rng, 20, n_steps=n_steps, dt_ms=dt_ms, max_spikes=300, n_in=n_in)
     t, u, offsets = csr(times, units)
-    ref = reference_dense(times, units, n_steps, dt_ms, n_in=20)
+    ref = reference_dense(times, units, n_steps, dt_ms, n_in=n_in)
     assert ref.max() > 1  # the data has bins with several spikes
-    bs = binning.precompute(t, u, offsets, dt_ms, n_steps, 20, max_chunk=3)  # several chunks
+    bs = binning.precompute(t, u, offsets, dt_ms, n_steps, n_in, max_chunk=3)  # several chunks
     idx = rng.permutation(20)[:9]
     np.testing.assert_array_equal(binning.dense_batch(bs, idx), ref[idx])
-    np.testing.assert_array_equal(binning.bin_batch(t, u, offsets, n_steps, dt_ms, 20), ref)
+    np.testing.assert_array_equal(binning.bin_batch(t, u, offsets, n_steps, dt_ms, n_in), ref)
     ev = binning.events_batch(bs, idx)
-    np.testing.assert_array_equal(dense_from_events(ev, 9, n_steps, 20), ref[idx])
+    np.testing.assert_array_equal(dense_from_events(ev, 9, n_steps, n_in), ref[idx])
     assert bs.n_dropped == int(sum(len(x) for x in times) - ref.sum())
 
 
