@@ -182,17 +182,25 @@ def bin_batch(
 @dataclass
 class BinnedSplit:
     """A split binned once: sample ``i`` owns the distinct bins ``offsets[i]:offsets[i+1]``,
-    sorted by (step, unit). ``count`` is None when no bin of the split holds two spikes."""
+    each coded as ``step * n_in + unit`` and sorted. ``count`` is None when no bin of the split
+    holds two spikes."""
 
     offsets: np.ndarray  # (n + 1,) int64
-    step: np.ndarray  # (E,) uint16 (int32 when n_steps > 65536)
-    unit: np.ndarray  # (E,) uint16 (int32 when n_in > 65536)
+    code: np.ndarray  # (E,) int32 step * n_in + unit (int64 when that does not fit)
     count: np.ndarray | None  # (E,) uint16 spikes per bin (saturating), or None: all ones
     n_steps: int
     n_in: int
     dt_ms: float
     n_spikes: int  # spikes in the source split
     n_dropped: int  # of those, outside the window [0, n_steps * dt_ms)
+
+    @property
+    def step(self) -> np.ndarray:
+        return self.code // self.code.dtype.type(self.n_in)
+
+    @property
+    def unit(self) -> np.ndarray:
+        return self.code % self.code.dtype.type(self.n_in)
 
 
 def precompute(
@@ -217,13 +225,11 @@ def precompute(
     chunk = max(1, min(max_chunk, (_INT32_MAX - 2 * n_in) // max(tk, 1) - 1))
     kd = _key_dtype((chunk + 1) * tk + 2 * n_in)
     scale = scale_for(dt_ms)
-    step_dtype = np.uint16 if n_steps <= 65536 else np.int32
-    unit_dtype = np.uint16 if n_in <= 65536 else np.int32
+    code_dtype = _key_dtype(tk)
     total = int(times.shape[0])
     lengths = np.zeros(n, dtype=np.int64)
     # outputs written chunk by chunk into arrays of the upper bound (every spike a distinct bin)
-    step_out = np.empty(total, dtype=step_dtype)
-    unit_out = np.empty(total, dtype=unit_dtype)
+    code_out = np.empty(total, dtype=code_dtype)
     count_out = None
     filled = 0
     kept = 0
@@ -256,11 +262,8 @@ def precompute(
         bounds = np.searchsorted(uniq, base)
         lengths[c0:c1] = np.diff(bounds)
         uniq -= np.repeat(base[:-1], lengths[c0:c1])
-        st = uniq // kd(n_in)
-        uniq -= st * kd(n_in)
         m = uniq.shape[0]
-        step_out[filled : filled + m] = st
-        unit_out[filled : filled + m] = uniq
+        code_out[filled : filled + m] = uniq
         if counts is not None:
             if count_out is None:
                 count_out = np.ones(total, dtype=np.uint16)
@@ -275,8 +278,7 @@ def precompute(
 
     return BinnedSplit(
         offsets=new_offsets,
-        step=trim(step_out),
-        unit=trim(unit_out),
+        code=trim(code_out),
         count=None if count_out is None else trim(count_out),
         n_steps=n_steps,
         n_in=n_in,
@@ -296,16 +298,14 @@ def dense_batch(bs: BinnedSplit, idx: np.ndarray) -> np.ndarray:
     pos, new_offsets = gather(bs.offsets, idx)
     batch = int(new_offsets.shape[0] - 1)
     tk = bs.n_steps * bs.n_in
-    kd = _key_dtype(batch * tk)
-    flat = bs.step[pos].astype(kd)
-    flat *= bs.n_in
-    flat += bs.unit[pos]
-    flat += _batch_sample(new_offsets, kd) * kd(tk)
+    # int64 (intp) indices: numpy would convert narrower ones before scattering
+    flat = bs.code[pos].astype(np.int64)
+    flat += _batch_sample(new_offsets, np.int64) * tk
     x = np.zeros(batch * tk, dtype=np.uint8)
     if bs.count is None:
         x[flat] = 1
     else:
-        x[flat] = np.minimum(bs.count[pos], 255)
+        x[flat] = np.minimum(bs.count[pos], 255).astype(np.uint8)
     return x.reshape(batch, bs.n_steps, bs.n_in)
 
 
@@ -316,29 +316,39 @@ def _bits(n: int) -> int:
 def events_batch(bs: BinnedSplit, idx: np.ndarray) -> Events:
     """Events of samples ``idx`` of a precomputed split, sorted by step, then sample, then unit.
 
-    Step, sample, unit and count are packed into one integer per bin, sorted, and unpacked.
+    Step, sample, unit and count are packed into one integer per bin (int32 when they fit, the
+    count in the bits left over; else int64 with 16 count bits), sorted, and unpacked.
     """
     pos, new_offsets = gather(bs.offsets, idx)
     batch = int(new_offsets.shape[0] - 1)
     bu_, bb, bs_ = _bits(bs.n_in), _bits(batch), _bits(bs.n_steps)
-    bc = 16 if bs.count is not None else 0
+    code = bs.code[pos]
+    step = code // code.dtype.type(bs.n_in)
+    unit = code - step * code.dtype.type(bs.n_in)
+    count = None if bs.count is None else bs.count[pos]
+    bc = 0
+    if count is not None:
+        spare = 31 - (bs_ + bb + bu_)
+        top = int(count.max()) if count.shape[0] else 0
+        bc = spare if spare >= 1 and top < (1 << spare) else 16
     total = bs_ + bb + bu_ + bc
     if total > 62:  # cannot pack: sort by a stable argsort on the step (slower, always right)
-        order = np.argsort(bs.step[pos], kind="stable")
-        sample = _batch_sample(new_offsets, np.int64)[order]
-        step = bs.step[pos][order].astype(np.int64)
-        unit = bs.unit[pos][order].astype(np.int64)
-        count = (bs.count[pos][order] if bs.count is not None else np.ones(step.shape[0])).astype(np.float32)
-        return Events(sample=sample, step=step, unit=unit, count=count)
+        order = np.argsort(step, kind="stable")
+        return Events(
+            sample=_batch_sample(new_offsets, np.int64)[order],
+            step=step[order].astype(np.int64),
+            unit=unit[order].astype(np.int64),
+            count=(count[order] if count is not None else np.ones(order.shape[0])).astype(np.float32),
+        )
     kd = np.int32 if total <= 31 else np.int64
-    keys = bs.step[pos].astype(kd)
+    keys = step.astype(kd, copy=False)
     keys <<= kd(bb)
     keys |= _batch_sample(new_offsets, kd)
     keys <<= kd(bu_)
-    keys |= bs.unit[pos]
+    keys |= unit
     if bc:
         keys <<= kd(bc)
-        keys |= bs.count[pos]
+        keys |= count
     keys.sort()
     if bc:
         count = (keys & kd((1 << bc) - 1)).astype(np.float32)

@@ -569,3 +569,30 @@ def test_dataset_from_arrays_in_memory(tmp_path):
                    offsets=np.array([0, 2]), labels=np.array([0]))
     _raises(r"toy/train: offsets, times, units and labels do not fit together",
             SpikeDataset.from_raw, "toy", {"train": bad, "test": splits["test"]})
+
+
+@pytest.mark.parametrize("n_samples,n_steps,n_in", [(3, 40, 700), (3, 2**20, 2**20), (100, 2**20, 2**20)])
+def test_events_for_any_sizes(n_samples, n_steps, n_in):
+    """Packed int32 keys, int64 keys and the argsort fallback give the same events."""
+    rng = np.random.default_rng(15)
+    times, units = [], []
+    for _ in range(n_samples):
+        k = int(rng.integers(0, 30))
+        bins = rng.integers(0, min(n_steps, 40), k)
+        bins = np.concatenate([bins, np.full(70, 7)])  # 70 spikes in one bin: a large count
+        u = np.concatenate([rng.integers(0, n_in, k), np.full(70, 3)])
+        times.append(((bins + 0.5) / 1000.0).astype(np.float32))
+        units.append(u.astype(np.int64))
+    offsets = np.zeros(n_samples + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in times], out=offsets[1:])
+    bs = binning.precompute(np.concatenate(times), np.concatenate(units), offsets, 1.0, n_steps, n_in)
+    idx = rng.permutation(n_samples)
+    ev = binning.events_batch(bs, idx)
+    expect = {}
+    for b, i in enumerate(idx):
+        for t, u in zip(times[i], units[i]):
+            key = (int(np.floor(float(t) * 1000.0)), b, int(u))
+            expect[key] = expect.get(key, 0) + 1
+    got = list(zip(ev.step.tolist(), ev.sample.tolist(), ev.unit.tolist()))
+    assert got == sorted(expect)
+    assert ev.count.tolist() == [expect[k] for k in got]
