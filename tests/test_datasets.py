@@ -596,3 +596,12 @@ def test_events_for_any_sizes(n_samples, n_steps, n_in):
     got = list(zip(ev.step.tolist(), ev.sample.tolist(), ev.unit.tolist()))
     assert got == sorted(expect)
     assert ev.count.tolist() == [expect[k] for k in got]
+
+
+def test_no_validation_split(tmp_path):
+    rng = np.random.default_rng(16)
+    make_dataset(tmp_path, rng)
+    ds = open_dataset(str(tmp_path / "toy"), steps=20, data_dir=tmp_path, valid_fraction=0.0)
+    assert ds.split_size("valid") == 0 and ds.split_size("train") == 40
+    assert list(ds.batches("valid", 8)) == [] and list(ds.batches("valid", 8, fmt="events")) == []
+    assert ds.labels("valid").shape == (0,)
