@@ -48,7 +48,7 @@ from methods.torch_common import seed_torch, torch_device
 
 @dataclass
 class AnnHparams(BaseHparams):
-    arch: Literal["rnn", "mlp"] = "rnn"
+    arch: Literal["rnn", "mlp"] = "mlp"
     hidden: int = 256
     layers: int = 1  # hidden layers of the mlp (the rnn has one recurrent layer)
     bin_ms: float = 10.0

@@ -1,50 +1,52 @@
 """e-prop (Bellec et al. 2020): online eligibility propagation, no backpropagation through time.
 
-Network: the shared network of :mod:`methods.lif` (current-based LIF hidden layer, optionally
-recurrent, leaky-integrator outputs with a current synapse), stepped forward once; no autograd graph.
-For each step t = 0..T-1, with alpha = exp(-dt/tau_mem), beta = exp(-dt/tau_syn),
-alpha_o = exp(-dt/tau_out), theta = 1:
+Network: the hidden layer of :mod:`methods.lif` (current-based LIF, optionally recurrent, reset to
+zero; ``tau_syn`` is its synaptic current, as for every other method) and leaky-integrator outputs,
+stepped forward once with no autograd graph. Steps t = 0..T-1, alpha = exp(-dt/tau_mem),
+beta = exp(-dt/tau_syn), kappa = alpha_o = exp(-dt/tau_out), theta = 1:
 
     I[t]    = beta I[t-1] + x[t] W_in + z[t-1] W_rec
-    a[t]    = rho a[t-1] + z[t-1],  A[t] = theta + beta_a a[t]      (ALIF only; LIF: A = theta)
-    u[t]    = alpha V[t-1] + (1 - alpha) I[t]                        (membrane before the reset)
-    z[t]    = H(u[t] - A[t]);  V[t] = u[t] (1 - z[t])                 (reset to zero)
-    V_o[t]  = zf[t] W_out,  zf = the output filter F applied to z     (equals lif.py's I_o, V_o)
+    a[t]    = rho a[t-1] + z[t-1],  A[t] = theta + beta_a a[t]     (ALIF, rho = exp(-dt/tau_adapt);
+                                                                     LIF: A = theta)
+    u[t]    = alpha V[t-1] + (1 - alpha) I[t]                       (membrane before the reset)
+    z[t]    = H(u[t] - A[t]);  V[t] = u[t] (1 - z[t])                (reset to zero)
+    V_o[t]  = zf[t] W_out,  zf = F(z)                                (the output traces)
 
-F is the output's impulse response: q[t] = beta q[t-1] + s[t], f[t] = alpha_o f[t-1] + (1 - alpha_o) q[t]
-(``output_synapse=False``: f[t] = alpha_o f[t-1] + (1 - alpha_o) s[t], Bellec's single kappa).
+F, the output filter: ``output_synapse=False`` (default, Bellec's readout): f[t] = kappa f[t-1] +
+(1 - kappa) s[t]; ``output_synapse=True``: lif.py's output with its current synapse, q[t] = beta q[t-1]
++ s[t], f[t] = kappa f[t-1] + (1 - kappa) q[t] (then the whole network is lif.py's; it costs a
+second filter state, about 1.5x the step time).
 
 Pseudo-derivative psi_j[t] = (gamma / theta) max(0, 1 - |u_j[t] - A_j[t]| / theta).
 
-Eligibility (the reset is not differentiated, as in Bellec's LIF; presynaptic activity
-p_i[t] = x_i[t] for W_in and z_i[t-1] for W_rec):
-    eps_i[t]  = response of u to p_i: the synaptic/membrane filter of p_i, q_i = beta q_i + p_i,
-                eps_i = alpha eps_i + (1 - alpha) q_i                 (one vector per presynaptic i)
+Eligibility (the reset is not differentiated, as in Bellec's LIF, which keeps it factorised;
+presynaptic activity p_i[t] = x_i[t] for W_in, z_i[t-1] for W_rec):
+    eps_i[t] = du[t]/dW_ji along the neuron's own state: q_i = beta q_i + p_i,
+               eps_i = alpha eps_i + (1 - alpha) q_i           (one vector per presynaptic i)
     LIF:  e_ji[t] = psi_j[t] eps_i[t]
     ALIF: e_ji[t] = psi_j[t] (eps_i[t] - beta_a epsa_ji[t]),
           epsa_ji[t] = psi_j[t-1] eps_i[t-1] + (rho - psi_j[t-1] beta_a) epsa_ji[t-1]
-    ebar = F(e)                                                        (the readout's filter, "kappa")
+    ebar = F(e)                                                 (filtered with the readout's kappa)
 
 Learning signal and updates (loss: sum_t w(t) CE(softmax(V_o[t]), y) / T, mean over the batch;
 w(t) from ``loss``: sum | sum_exp | gauss_window; ``max`` uses w = 1):
     err_k[t] = w(t) (softmax(V_o[t])_k - onehot_k) / (B T)
     L_j[t]   = sum_k B_jk err_k[t],  B = W_out (feedback "symmetric") or fixed random ("random")
     dW_ji    = sum_b sum_t L_j[t] ebar_ji[t]       (input and recurrent weights)
-    dW_out   = sum_b sum_t zf_j[t] err_k[t]        (exact output gradient)
+    dW_out   = sum_b sum_t zf_j[t] err_k[t]        (the exact output gradient)
 Adam applies the accumulated dW once per batch. With no recurrence and symmetric feedback these
 are the exact gradients of the loss for this pseudo-derivative and reset treatment.
 
-Block form (exact, not an approximation): the recursion ebar[t] = F(ebar, e[t]) is evaluated
-``chunk`` steps at a time. Within a block the eligibility factors (psi, eps) of its steps are kept;
-the block's own terms are one matrix product, eps^T (psi * Lf) with Lf the learning signal filtered
-backward by F inside the block, and the filter state carried to the next block, S (B, m, N, n_pre)
-(m = 2 filter states, 1 without output synapse), is updated with one batched matrix product. Memory:
-O(B N (n_in + N) m + chunk B (n_in + N)), independent of T; work per step equals the per-step
-recursion's, done by BLAS. The ALIF term epsa is not factorised and is stepped elementwise
-(O(B N n_pre) work per step: slow; off by default).
+Block form (exact, not an approximation): the recursion ebar[t] = F(ebar[t-1], e[t]) is evaluated
+``chunk`` steps at a time. A block keeps its steps' factors (psi, eps, L); its own terms are one
+matrix product eps^T (psi * Lf), Lf being L filtered backward by F inside the block; the filter state
+carried to the next block, S (B, n_pre, m, N) with m = 1 (2 with the output synapse) filter states,
+gets the block's e with one matrix product per sample, and the carried S meets the block's L in one
+elementwise pass. Memory: O(B n_pre N m + chunk B (n_pre + N)) with n_pre = n_in + N, independent of
+T; the work equals the per-step recursion's, done by BLAS. The ALIF term epsa is not factorised and
+is stepped elementwise, O(B n_pre N) per step: slow, off by default.
 
-Prediction: the shared readout (``loss``) of V_o; ``tau_syn`` is the synaptic time constant of the
-hidden and output neurons, exactly as in lif.py.
+Prediction: the shared readout (``loss``: sum_t w(t) V_o[t] / T, or max) of V_o.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from methods.torch_common import seed_torch, torch_device
 
 @dataclass
 class EpropHparams(NetworkHparams):
+    lr: float = 5e-3  # 1e-3 (the BPTT reference) moves the readout too little in a short budget
     loss: str = "sum"
     feedback: Literal["symmetric", "random"] = "symmetric"
     gamma: float = 0.3  # pseudo-derivative height
