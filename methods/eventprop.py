@@ -201,13 +201,22 @@ def _csr(crow, cols, vals, size):
         return torch.sparse_csr_tensor(crow, cols, vals, size, check_invariants=False)
 
 
-def _csr_from_rows(rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int,
-                   dtype: torch.dtype):
-    """0/1 CSR matrix from row-sorted coordinates (used for the spikes of a block)."""
-    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
-    torch.cumsum(torch.bincount(rows, minlength=n_rows), 0, out=crow[1:])
+def _stable_order(keys: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """Stable argsort of small non-negative integer keys (a radix sort on the CPU)."""
+    if keys.device.type == "cpu" and n_keys < 2**15:
+        order = np.argsort(keys.numpy().astype(np.int16), kind="stable")
+        return torch.from_numpy(order)
+    return torch.sort(keys, stable=True).indices
+
+
+def _spike_matrix_t(rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int,
+                    dtype: torch.dtype):
+    """The transpose (n_cols, n_rows) of the 0/1 matrix with ones at (rows, cols), as CSR."""
+    order = _stable_order(cols, n_cols)
+    crow = torch.zeros(n_cols + 1, dtype=torch.int64, device=rows.device)
+    torch.cumsum(torch.bincount(cols, minlength=n_cols), 0, out=crow[1:])
     vals = torch.ones(rows.numel(), dtype=dtype, device=rows.device)
-    return _csr(crow, cols, vals, (n_rows, n_cols))
+    return _csr(crow, rows[order], vals, (n_cols, n_rows))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,21 +584,15 @@ class EventProp(Method):
             cur = fw.current[s_lo:s_hi]
             k_of = torch.repeat_interleave(
                 torch.arange(k_len, device=dev), fw.step_counts[c0:c0 + k_len])
-            denom = (cur - THETA).clamp_(min=hp.min_slope)
+            denom = (cur - THETA).clamp_(min=hp.min_slope)  # the guarded (I - theta)
             coef_v = cur / denom  # multiplies lambda_V (= lambda_u after the reset)
-            coef_g = (-s * inv) / denom  # multiplies the recurrent shift term
+            coef_g = denom.reciprocal_().mul_(-s * inv)  # multiplies the shift terms
             # output shift term Sum_c W_out[n,c] (lambda_Io[t+1] - lambda_Io[t])[b,c]
             if weighted:
-                out_shift = tab.dq[c0 + k_of] * p_flat.take(flat)
+                out_shift = tab.dq[c0 + k_of].mul_(p_flat.take(flat))
             else:
-                b_idx, n_idx = flat // N, flat % N
-                lag = tstar[b_idx] - (c0 + k_of)[:, None]  # (S, C)
-                h0 = torch.where(lag >= 0, tab.h[lag.clamp(min=0)], 0.0)
-                h1 = torch.where(lag >= 1, tab.h[(lag - 1).clamp(min=0)], 0.0)
-                e_b = error[b_idx]
-                out_shift = (w_out[n_idx] * e_b * (h1 - h0)).sum(1)
-                g_out.index_add_(0, n_idx, e_b * h0)
-            const = coef_g * out_shift
+                out_shift = self._max_readout_terms(flat, c0 + k_of, tstar, error, tab, g_out)
+            const = out_shift.mul_(coef_g)
             if reg is not None:
                 const += s * reg.take(flat % N)
             sizes = [offsets[c0 + k + 1] - offsets[c0 + k] for k in range(k_len)]
@@ -611,13 +614,31 @@ class EventProp(Method):
             if x_t is not None:
                 g_in += x_t @ lam_i[:k_len].view(k_len * B, N)
             if g_rec is not None and s_hi > s_lo:
-                rows = k_of * B + flat // N
-                z_blk = _csr_from_rows(rows, flat % N, k_len * B, N, dt)
-                g_rec += z_blk.t() @ lam_i[1:k_len + 1].view(k_len * B, N)
+                z_t = _spike_matrix_t(k_of * B + flat // N, flat % N, k_len * B, N, dt)
+                g_rec += z_t @ lam_i[1:k_len + 1].view(k_len * B, N)
         grads = {"w_in": g_in, "w_out": g_out}
         if g_rec is not None:
             grads["w_rec"] = g_rec
         return grads
+
+    def _max_readout_terms(self, flat, steps, tstar, error, tab: _Tables, g_out,
+                           piece: int = 8192):
+        """For the max readout, lambda_Io[t][b,c] = E[b,c] h(t*[b,c] - t) (zero after t*).
+        Returns Sum_c W_out[n,c] (lambda_Io[t+1] - lambda_Io[t])[b,c] per spike and adds
+        lambda_Io[t][b] to g_out[n]; (S, C) work in pieces to bound memory."""
+        N = self.hp.hidden
+        w_out = self.params["w_out"].detach()
+        out = torch.empty(flat.numel(), device=flat.device, dtype=error.dtype)
+        for lo in range(0, flat.numel(), piece):
+            f, t = flat[lo:lo + piece], steps[lo:lo + piece]
+            b_idx, n_idx = f // N, f % N
+            lag = tstar[b_idx] - t[:, None]  # (S, C)
+            h0 = torch.where(lag >= 0, tab.h[lag.clamp(min=0)], 0.0)
+            h1 = torch.where(lag >= 1, tab.h[(lag - 1).clamp(min=0)], 0.0)
+            e_b = error[b_idx]
+            out[lo:lo + piece] = (w_out[n_idx] * e_b * (h1 - h0)).sum(1)
+            g_out.index_add_(0, n_idx, e_b * h0)
+        return out
 
     # =========================================================================================
     # exact mode
