@@ -152,7 +152,9 @@ class RStdp(Method):
         self.w_out = torch.from_numpy(w_out / w_out.sum(axis=0, keepdims=True)).to(self.device)
         self.calibrated = hparams.hidden_init == "random"
         self.out_calibrated = False
-        self.norm = self.w_out.sum(dim=0)  # target L1 norm of each column
+        self.pre_rate = torch.ones(hparams.hidden, device=self.device)  # hidden mean rates
+        self.norm = self.pre_rate @ self.w_out  # each column's mean drive, kept constant
+        self.w_scale = self.w_out.mean()  # updates are relative to the mean weight
         self.baseline = torch.zeros(spec.n_classes, device=self.device)
         self.theta = torch.full((spec.n_classes,), lif.THETA, device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -173,7 +175,9 @@ class RStdp(Method):
             rate = self.run(x, train=False)["hidden_rate"]  # (N,) spikes per step
             current = (rate @ self.w_out) / (1.0 - self.dec.beta)
             self.w_out *= hp.out_scale * 2.0 / current.clamp(min=1e-6)
-            self.norm = self.w_out.sum(dim=0)
+            self.pre_rate = rate.clamp(min=1e-6)
+            self.norm = self.pre_rate @ self.w_out
+            self.w_scale = self.w_out.mean()
             self.out_calibrated = True
 
     def run(self, x: torch.Tensor, train: bool) -> dict[str, Any]:
@@ -239,11 +243,10 @@ class RStdp(Method):
             gate = torch.nn.functional.one_hot(decision, elig.shape[2]).to(elig.dtype)
             elig = elig * gate[:, None, :]
         delta = (modulator[:, None, None] * elig).mean(dim=0)
-        scale = self.norm.mean() / elig.shape[1]  # updates relative to the mean weight
-        self.w_out += hp.lr * scale * delta
+        self.w_out += hp.lr * self.w_scale * delta
         if hp.normalise:
             self.w_out.clamp_(min=0.0)
-            self.w_out *= self.norm / self.w_out.sum(dim=0).clamp(min=1e-12)
+            self.w_out *= self.norm / (self.pre_rate @ self.w_out).clamp(min=1e-12)
 
     def adapt_thresholds(self, decision: torch.Tensor) -> None:
         """Homeostasis, label-free: theta_k += h (wins_k / B - 1 / C), kept >= 0.1."""
@@ -264,6 +267,7 @@ class RStdp(Method):
     def state_dict(self) -> dict[str, Any]:
         return {"w_in": self.w_in.clone(), "w_rec": None if self.w_rec is None else self.w_rec.clone(),
                 "w_out": self.w_out.clone(), "norm": self.norm.clone(),
+                "pre_rate": self.pre_rate.clone(), "w_scale": self.w_scale.clone(),
                 "baseline": self.baseline.clone(), "theta": self.theta.clone(), "calibrated": self.calibrated,
                 "out_calibrated": self.out_calibrated, "generator": self.generator.get_state()}
 
@@ -272,6 +276,8 @@ class RStdp(Method):
         self.w_rec = None if state["w_rec"] is None else state["w_rec"].to(self.device)
         self.w_out = state["w_out"].to(self.device)
         self.norm = state["norm"].to(self.device)
+        self.pre_rate = state["pre_rate"].to(self.device)
+        self.w_scale = state["w_scale"].to(self.device)
         self.baseline = state["baseline"].to(self.device)
         self.theta = state["theta"].to(self.device)
         self.calibrated, self.out_calibrated = state["calibrated"], state["out_calibrated"]

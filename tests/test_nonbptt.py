@@ -187,13 +187,15 @@ def test_rstdp_pairing_sign_follows_order_and_reward(reward):
 
 def test_rstdp_winner_gating_and_normalisation():
     method = rstdp_method()
-    norms = method.w_out.sum(dim=0).clone()
+    method.pre_rate = torch.rand(method.w_out.shape[0]) + 0.1  # as if measured on a batch
+    method.norm = method.pre_rate @ method.w_out
+    norms = method.norm.clone()
     elig = torch.rand(2, *method.w_out.shape)
     before = method.w_out.clone()
     method.apply(elig, torch.tensor([1.0, -0.5]), torch.tensor([2, 2]))
     changed = (method.w_out - before).abs().sum(dim=0)
     assert float(changed[2]) > 0 and float(changed[:2].sum()) == 0.0
-    torch.testing.assert_close(method.w_out.sum(dim=0), norms)
+    torch.testing.assert_close(method.pre_rate @ method.w_out, norms)
     assert float(method.w_out.min()) >= 0.0
 
 
