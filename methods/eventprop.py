@@ -90,7 +90,7 @@ class EventPropHparams(NetworkHparams):
 
     timing: Literal["grid", "exact"] = "grid"
     reg_nu: float = 14.0  # target spikes per hidden neuron per 1000 ms of input
-    reg_strength: float = 3e-5  # spike-count pseudo-loss, in drive-scale units (docstring)
+    reg_strength: float = 1e-5  # spike-count pseudo-loss, in drive-scale units (docstring)
     silent_boost: float = 0.002  # added to the input weights of neurons silent for an epoch
     min_slope: float = 0.02  # lower bound on (I - theta), the jump's denominator
     lambda_clip: float = 100.0  # |lambda_u| bound after a jump, in units of the drive scale; 0 = off
