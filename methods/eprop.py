@@ -346,7 +346,8 @@ class Eprop(Method):
             zf = net.zfb[:n]
             v_out = zf @ w_out  # (n, B, C)
             counts.add_(net.zb[:n].sum(dim=(0, 2)).to(dtype))
-            wt = torch.as_tensor(self.time_w[t0:t0 + n] / steps, dtype=dtype)[:, None, None]
+            wt = torch.as_tensor(self.time_w[t0:t0 + n] / steps, dtype=dtype,
+                                 device=like.device)[:, None, None]
             scores = torch.maximum(scores, v_out.max(dim=0).values) if self.readout_max else \
                 scores + (wt * v_out).sum(dim=0)
             if learner is not None:

@@ -203,7 +203,8 @@ class RStdp(Method):
                 inhibition = hp.w_inh * (o.sum(dim=1, keepdim=True) - o)
                 Io.mul_(dec.beta).add_(z @ self.w_out).sub_(inhibition)
                 if train and hp.noise > 0:
-                    Io.add_(torch.randn(batch, n_out, generator=self.generator) * hp.noise)
+                    Io.add_(torch.randn(batch, n_out, generator=self.generator,
+                                          device=Io.device) * hp.noise)
                 Vo = torch.lerp(Vo, Io, 1.0 - dec.alpha_out)
                 vsum += Vo
                 o = (Vo > self.theta).float()
