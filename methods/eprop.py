@@ -253,18 +253,19 @@ class Learner:
 
     def _alif_step(self, psi: torch.Tensor, L: torch.Tensor, eps: torch.Tensor) -> None:
         """The adaptation term e_a = -beta_a psi epsa, stepped elementwise (not factorised)."""
-        beta_a = self.hp.adapt_strength
+        beta_a, filt = self.hp.adapt_strength, self.filt
         # epsa[t] = psi[t-1] eps[t-1] + (rho - psi[t-1] beta_a) epsa[t-1]
         self.epsa.mul_((self.rho - beta_a * self.prev_psi)[:, None, :])
-        self.epsa.add_(self.prev_eps[:, :, None] * self.prev_psi[:, None, :])
-        mix_lower_triangular(self.Sa, self.filt.A)
-        e_a = self.epsa * (-beta_a * psi)[:, None, :]
-        for i in range(self.filt.m):
-            if self.filt.b[i]:
-                self.Sa[:, :, i].add_(e_a, alpha=float(self.filt.b[i]))
-        ebar = sum(float(self.filt.c[i]) * self.Sa[:, :, i] for i in range(self.filt.m)
-                   if self.filt.c[i])
-        self.grad.add_(torch.einsum("bnj,bj->nj", ebar, L))
+        self.epsa.addcmul_(self.prev_eps[:, :, None], self.prev_psi[:, None, :])
+        mix_lower_triangular(self.Sa, filt.A)
+        for i in range(filt.m):  # Sa += b e_a
+            if filt.b[i]:
+                self.Sa[:, :, i].addcmul_(self.epsa, (-beta_a * float(filt.b[i]) * psi)[:, None, :])
+        for i in range(filt.m):  # grad += sum_b (c . Sa) L
+            if filt.c[i]:
+                weighted_L = float(filt.c[i]) * L
+                for b in range(L.shape[0]):
+                    self.grad.addcmul_(self.Sa[b, :, i], weighted_L[b][None, :])
         self.prev_psi, self.prev_eps = psi, eps.clone()
 
     def _block_tables(self, n: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
