@@ -61,15 +61,24 @@ rounding (tests/test_eventprop.py). It is slower (a Python loop over the spikes 
 
 Regulariser (both modes): pseudo-loss (reg_strength / 2) Sum_n (nbar_n - nu)^2 on the batch-mean
 spike count nbar_n of each hidden neuron, nu = reg_nu * T dt / 1000 ms; it enters as
-reg = reg_strength (nbar_n - nu) / B added to lambda_u at every spike of n. Silent neurons (no
-spike in a whole epoch) get ``silent_boost`` added to their input weights in ``end_epoch``.
+reg = reg_strength * drive_scale * (nbar_n - nu) / B added to lambda_u at every spike of n, where
+drive_scale = max_t w(t) / T (weighted readouts) or 1 (max) is the largest output drive of one
+sample, so the strength means the same for every readout. Silent neurons (no spike in a whole
+epoch) get ``silent_boost`` added to their input weights in ``end_epoch``.
+
+Guards: the jump divides by (I - theta), the membrane's slope at the crossing; it is floored at
+``min_slope``, and lambda_u after a jump is clipped to +-lambda_clip * drive_scale / B.
+
+Memory: per spike one int32 index and one float (I); buffers of ``chunk_steps`` steps; nothing of
+size T x B x N. Work per step: a handful of (B, N) operations and, with recurrence, one (B, N) x
+(N, N) product in each direction; the input drive and the gradient sums are sparse products.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -543,7 +552,7 @@ class EventProp(Method):
     def _grid_backward(self, blocks: _EventBlocks, fw: _Forward, error: torch.Tensor):
         hp, dc = self.hp, self.decays
         B, T, K = blocks.B, blocks.T, hp.chunk_steps
-        N, C = hp.hidden, self.spec.n_classes
+        N = hp.hidden
         dev, dt = self.device, self.dtype
         w_out = self.params["w_out"].detach()
         w_rec = self.params["w_rec"].detach() if hp.recurrent else None
