@@ -131,6 +131,22 @@ def test_exact_mode_gradients_equal_finite_differences():
             assert err <= 1e-3, f"{loss} {key}: relative error {err:.2e}"
 
 
+def test_exact_mode_feedforward_gradients_equal_finite_differences():
+    method = _method(FD_SPEC, hidden=4, loss="sum_exp", timing="exact", dtype="float64",
+                     recurrent=False, reg_strength=0.0, lambda_clip=0.0)
+    g = torch.Generator().manual_seed(1)
+    _set(method, w_in=torch.randn(4, 4, generator=g, dtype=torch.float64) * 0.5 + 0.9,
+         w_out=torch.randn(4, 3, generator=g, dtype=torch.float64) * 0.5)
+    x = (np.random.default_rng(3).random((2, FD_SPEC.n_steps, 4)) < 0.25).astype(np.uint8)
+    batch = _event_batch(x, [0, 2])
+    fd, counts = _finite_differences(method, batch, ("w_in", "w_out"))
+    assert counts.sum() >= 16
+    _, grads, _, _ = method._loss_and_grads(batch)
+    assert sorted(grads) == ["w_in", "w_out"]
+    for key in ("w_in", "w_out"):
+        assert _rel(grads[key], fd["sum_exp"][key]) <= 1e-3
+
+
 def test_grid_mode_output_gradient_equals_finite_differences():
     method, batch = _fd_setup("grid")
     fd, counts = _finite_differences(method, batch, ("w_out",))
