@@ -12,7 +12,10 @@ Network (dt steps, t = 0..T-1; alpha, beta, alpha_o as in :mod:`methods.lif`, th
     readout (trained): n_classes LIF neurons with the same current synapse, tau_out, threshold 1,
         reset to 0, non-negative weights W (N x C), and lateral inhibition
         J_k[t] = beta J_k[t-1] + s[t] W_k - w_inh (sum_l s_l[t-1] - s_k[t-1]) (soft winner-take-all);
-        during training a Gaussian current (std ``noise``) explores.
+        during training a Gaussian current (std ``noise``) explores. Thresholds theta_k adapt,
+        label-free, towards equal win rates: theta_k += h (wins_k / B - 1/C) per batch (>= 0.1).
+        Gains set on the first training batch: the readout's, so that a column carries the
+        hidden layer's mean rates r (measured then) to a steady current of 2 ``out_scale``.
     decision: the output with the most spikes; score_k = count_k + 0.1 tanh(mean_t V_k) (the
         membrane term < 0.5 only breaks ties, including the all-silent case; argmax takes the
         lowest index among exact ties).
@@ -25,11 +28,12 @@ Learning (per trial b of a batch, all trials of a batch simulated in parallel):
     eligibility e_ik[t] = exp(-dt/tau_elig) e_ik[t-1] + STDP_ik[t]
     reward at trial end R = +1 if the decision is the label, else -1; baseline Rbar_y, a running
         mean of R per class (rate ``reward_rate``); modulator M = R - Rbar_y (then Rbar_y updated)
-    dW = lr * mean_b M_b e_b[T-1], restricted to the decision neuron's column when
+    dW = lr * mean(W) * mean_b M_b e_b[T-1], restricted to the decision neuron's column when
         ``update`` = "winner" (Mozafari et al.), every column when "all"
-    then W <- max(W, 0) and each column rescaled to its initial L1 norm (``normalise``): synaptic
-        scaling keeps every output excitable, so a punished neuron loses weight on the active
-        features and gains it on the others.
+    then W <- max(W, 0) and each column rescaled so that its mean drive r . W_k keeps its initial
+        value (``normalise``): synaptic scaling keeps every output equally excitable, so a punished
+        neuron loses weight on the active features and gains it on the others, and weight cannot
+        drift onto the busiest hidden neurons.
 Teacher-free: the label enters only through the scalar reward. Weights change once per batch.
 """
 
