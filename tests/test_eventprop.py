@@ -233,6 +233,20 @@ def test_block_size_does_not_change_results():
             torch.testing.assert_close(grads[key], results[0][1][key], rtol=1e-9, atol=1e-15)
 
 
+def test_sparse_and_dense_recurrent_terms_agree():
+    batch = _batch(2)
+    grads = []
+    for fraction in (0.0, 1.0):  # every step by the dense product / by row gathers
+        method = _method(TINY_SPEC, dtype="float64")
+        method.gather_below = fraction
+        with torch.no_grad():
+            method.params["w_in"] *= DRIVE
+        grads.append(method._loss_and_grads(batch)[1])
+    for key in grads[0]:
+        torch.testing.assert_close(grads[0][key], grads[1][key], rtol=1e-10, atol=1e-15)
+    assert float(grads[0]["w_rec"].abs().max()) > 0
+
+
 def test_event_order_does_not_matter():
     batch = _batch(3)
     ev = batch.events
