@@ -1,5 +1,5 @@
 # Each target sets up what it needs in .venv on a machine that has only Python 3.11 and pip.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 NORSE := norse==1.1.0

@@ -233,22 +233,6 @@ def jax_device(device: str):
     raise InputError(f"unknown device {device!r} for bptt-spyx (cpu or cuda)")
 
 
-def network_stats_numpy(hidden_spikes: np.ndarray, active: np.ndarray, batch: Batch,
-                        hp: BpttHparams, n_out: int) -> InferenceStats:
-    """numpy twin of :func:`methods.torch_common.network_stats` from per-sample sums."""
-    hidden_spikes = hidden_spikes.astype(np.float64)
-    if batch.x is not None:
-        input_events = batch.x.reshape(batch.size, -1).sum(axis=1).astype(np.float64)
-    else:
-        assert batch.events is not None
-        input_events = np.bincount(batch.events.sample, weights=batch.events.count,
-                                   minlength=batch.size)
-    synops, dense = lif.synops_per_sample(
-        input_events, hidden_spikes, batch.n_in, hp.hidden, n_out, hp.recurrent, batch.n_steps)
-    return InferenceStats(hidden_spikes=hidden_spikes, n_neurons=hp.hidden, synops=synops,
-                          dense_synops=dense, active_fraction=active.astype(np.float64))
-
-
 class BpttSpyx(Method):
     name = "bptt-spyx"
     framework = "jax"
@@ -352,8 +336,8 @@ class BpttSpyx(Method):
             scores.append(s)
             spikes.append(z)
             active.append(a)
-        self._stats = network_stats_numpy(np.concatenate(spikes), np.concatenate(active), batch,
-                                          self.hp, self.spec.n_classes)
+        self._stats = lif.inference_stats(np.concatenate(spikes), np.concatenate(active), batch,
+                                          self.hp.hidden, self.hp.recurrent, self.spec.n_classes)
         return np.concatenate(scores).astype(np.float32)
 
     def inference_stats(self) -> InferenceStats | None:

@@ -415,9 +415,5 @@ class Eprop(Method):
 def count_stats(hidden_spikes: np.ndarray, batch: Batch, hp: NetworkHparams,
                 n_out: int) -> InferenceStats:
     """Inference statistics from per-sample hidden spike counts (no per-step storage)."""
-    input_events = batch.x.reshape(batch.size, -1).sum(axis=1).astype(np.float64)
-    synops, dense = lif.synops_per_sample(input_events, hidden_spikes, batch.n_in, hp.hidden,
-                                          n_out, hp.recurrent, batch.n_steps)
     active = hidden_spikes / float(hp.hidden * batch.n_steps)
-    return InferenceStats(hidden_spikes=hidden_spikes, n_neurons=hp.hidden, synops=synops,
-                          dense_synops=dense, active_fraction=active)
+    return lif.inference_stats(hidden_spikes, active, batch, hp.hidden, hp.recurrent, n_out)

@@ -108,3 +108,22 @@ def synops_per_sample(
     dense_per_step = n_in * hidden + (hidden * hidden if recurrent else 0) + hidden * n_out
     dense = np.full_like(effective, dense_per_step * steps, dtype=np.float64)
     return effective.astype(np.float64), dense
+
+
+def inference_stats(hidden_spikes: np.ndarray, active_fraction: np.ndarray, batch, hidden: int,
+                    recurrent: bool, n_out: int):
+    """:class:`bench.api.InferenceStats` of this network for one batch, from per-sample hidden
+    spike totals and fractions of active neuron-steps (numpy, any framework)."""
+    from bench.api import InferenceStats
+
+    if batch.x is not None:
+        input_events = batch.x.reshape(batch.size, -1).sum(axis=1).astype(np.float64)
+    else:
+        input_events = np.bincount(batch.events.sample, weights=batch.events.count,
+                                   minlength=batch.size)
+    hidden_spikes = np.asarray(hidden_spikes, dtype=np.float64)
+    synops, dense = synops_per_sample(input_events, hidden_spikes, batch.n_in, hidden, n_out,
+                                      recurrent, batch.n_steps)
+    return InferenceStats(hidden_spikes=hidden_spikes, n_neurons=hidden, synops=synops,
+                          dense_synops=dense,
+                          active_fraction=np.asarray(active_fraction, dtype=np.float64))

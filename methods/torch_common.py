@@ -39,17 +39,8 @@ def dense_input(batch: Batch, device: torch.device) -> torch.Tensor:
 def network_stats(spikes: torch.Tensor, batch: Batch, hp: NetworkHparams, n_out: int) -> InferenceStats:
     """Inference statistics of the shared network from its hidden spikes (T, B, N)."""
     hidden_spikes = spikes.sum(dim=(0, 2)).double().cpu().numpy()
-    if batch.x is not None:
-        input_events = batch.x.reshape(batch.size, -1).sum(axis=1).astype(np.float64)
-    else:
-        assert batch.events is not None
-        input_events = np.bincount(batch.events.sample, weights=batch.events.count,
-                                   minlength=batch.size)
-    synops, dense = lif.synops_per_sample(
-        input_events, hidden_spikes, batch.n_in, hp.hidden, n_out, hp.recurrent, batch.n_steps)
     active = (spikes > 0).double().mean(dim=(0, 2)).cpu().numpy()
-    return InferenceStats(hidden_spikes=hidden_spikes, n_neurons=hp.hidden, synops=synops,
-                          dense_synops=dense, active_fraction=active)
+    return lif.inference_stats(hidden_spikes, active, batch, hp.hidden, hp.recurrent, n_out)
 
 
 class TorchNetworkMethod(Method):
