@@ -43,7 +43,7 @@ import torch
 
 from bench.api import BaseHparams, Batch, DatasetSpec, DivergedError, InferenceStats, InputError, Method
 from methods import lif
-from methods.torch_common import seed_torch, torch_device
+from methods.torch_common import seed_torch, sync_device, torch_device
 
 
 @dataclass
@@ -345,8 +345,7 @@ class AnnConversion(Method):
         return out
 
     def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        sync_device(self.device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"ann": self.ann.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -62,7 +62,7 @@ from bench.api import (Batch, DatasetSpec, DivergedError, InferenceStats, InputE
                        NetworkHparams, validate_network)
 from methods import lif
 from methods.readouts import time_weights
-from methods.torch_common import seed_torch, torch_device
+from methods.torch_common import seed_torch, sync_device, torch_device
 
 
 @dataclass
@@ -397,8 +397,7 @@ class Eprop(Method):
         return self._stats
 
     def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        sync_device(self.device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"params": {k: v.detach().clone() for k, v in self.params.items()},

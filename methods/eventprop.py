@@ -88,7 +88,7 @@ from bench.api import (Batch, DatasetSpec, DivergedError, InferenceStats, InputE
                        NetworkHparams, validate_network)
 from methods import lif
 from methods.readouts import time_weights
-from methods.torch_common import seed_torch, torch_device
+from methods.torch_common import seed_torch, sync_device, torch_device
 
 THETA = lif.THETA
 
@@ -384,8 +384,7 @@ class EventProp(Method):
                 "silent_boosts_total": float(self._boosted_total)}
 
     def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        sync_device(self.device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"weights": {k: p.detach().cpu().clone() for k, p in self.params.items()},
@@ -426,6 +425,11 @@ class EventProp(Method):
         return loss, grads, correct, fw
 
     # -- helpers ------------------------------------------------------------------------------
+    def _detached_weights(self):
+        """(w_in, w_rec or None, w_out) without autograd history, for the forward passes."""
+        w_rec = self.params["w_rec"].detach() if self.hp.recurrent else None
+        return self.params["w_in"].detach(), w_rec, self.params["w_out"].detach()
+
     def _blocks(self, batch: Batch) -> _EventBlocks:
         return _EventBlocks(batch, self.hp.chunk_steps, self.device, self.dtype)
 
@@ -478,8 +482,7 @@ class EventProp(Method):
         B, T, K = blocks.B, blocks.T, hp.chunk_steps
         N, C = hp.hidden, self.spec.n_classes
         dev, dt = self.device, self.dtype
-        w_in, w_out = self.params["w_in"].detach(), self.params["w_out"].detach()
-        w_rec = self.params["w_rec"].detach() if hp.recurrent else None
+        w_in, w_rec, w_out = self._detached_weights()
         tab = self._table(T)
         alpha, beta = dc.alpha, dc.beta
 
@@ -736,8 +739,7 @@ class EventProp(Method):
         B, T, K = blocks.B, blocks.T, hp.chunk_steps
         N, C = hp.hidden, self.spec.n_classes
         dev, dt = self.device, self.dtype
-        w_in, w_out = self.params["w_in"].detach(), self.params["w_out"].detach()
-        w_rec = self.params["w_rec"].detach() if hp.recurrent else None
+        w_in, w_rec, w_out = self._detached_weights()
         tab = self._table(T)
         v = torch.zeros(B, N, device=dev, dtype=dt)
         i = torch.zeros(B, N, device=dev, dtype=dt)

@@ -26,6 +26,12 @@ def torch_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def sync_device(device: torch.device) -> None:
+    """Block until queued work on ``device`` is done (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def seed_torch(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -88,8 +94,7 @@ class TorchNetworkMethod(Method):
         return self._stats
 
     def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        sync_device(self.device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
