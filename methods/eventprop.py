@@ -59,12 +59,16 @@ the readout. The adjoint is the continuous one, integrated exactly between event
 In this mode the gradient is the exact gradient of the forward pass: finite differences agree to
 rounding (tests/test_eventprop.py). It is slower (a Python loop over the spikes of each step).
 
-Regulariser (both modes): pseudo-loss (reg_strength / 2) Sum_n (nbar_n - nu)^2 on the batch-mean
-spike count nbar_n of each hidden neuron, nu = reg_nu * T dt / 1000 ms; it enters as
-reg = reg_strength * drive_scale * (nbar_n - nu) / B added to lambda_u at every spike of n, where
-drive_scale = max_t w(t) / T (weighted readouts) or 1 (max) is the largest output drive of one
-sample, so the strength means the same for every readout. Silent neurons (no spike in a whole
-epoch) get ``silent_boost`` added to their input weights in ``end_epoch``.
+Regulariser (both modes): a spike-count pseudo-loss on the batch-mean count nbar_n of each hidden
+neuron, target nu = reg_nu * T dt / 1000 ms; it enters as reg = reg_strength * S * (nbar_n - nu)
+added to lambda_u at every spike of n, where S is this batch's classification signal per hidden
+spike: the mean over its spikes of |Sum_c W_out[n,c] (lambda_Io[t+1] - lambda_Io[t])[b,c]| /
+((1 - alpha) max(I - 1, min_slope)), the loss's own direct jump term. Measured in S, the
+regulariser keeps one weight against the loss whatever the readout, T or data: the spike-timing
+signal of the plain ``sum`` readout is ~1e-4 of ``sum_exp``'s on the default set, and a fixed
+strength that suits one swamps the other (Adam then follows the regulariser alone and silences
+the layer). Silent neurons (no spike in a whole epoch) get ``silent_boost`` added to their input
+weights in ``end_epoch``.
 
 Guards: the jump divides by (I - theta), the membrane's slope at the crossing; it is floored at
 ``min_slope``, and lambda_u after a jump is clipped to +-lambda_clip * drive_scale / B.
@@ -99,7 +103,7 @@ class EventPropHparams(NetworkHparams):
 
     timing: Literal["grid", "exact"] = "grid"
     reg_nu: float = 14.0  # target spikes per hidden neuron per 1000 ms of input
-    reg_strength: float = 1e-5  # spike-count pseudo-loss, in drive-scale units (docstring)
+    reg_strength: float = 0.01  # spike-count pseudo-loss, in units of the loss signal (docstring)
     silent_boost: float = 0.002  # added to the input weights of neurons silent for an epoch
     min_slope: float = 0.02  # lower bound on (I - theta), the jump's denominator
     lambda_clip: float = 100.0  # |lambda_u| bound after a jump, in units of the drive scale; 0 = off
@@ -447,19 +451,38 @@ class EventProp(Method):
     @staticmethod
     def _drive_scale(tab: _Tables) -> float:
         """The largest output drive of one sample: |softmax - onehot| <= 1 times max_t w(t)/T for
-        the weighted readouts, 1 for max. The regulariser and the clip are in these units."""
+        the weighted readouts, 1 for max. The clip is in these units."""
         return float(tab.w.max()) if tab.w is not None else 1.0
 
-    def _reg_coefficient(self, counts: torch.Tensor, T: int) -> torch.Tensor | None:
-        """The regulariser's jump term per hidden neuron:
-        reg_strength * drive_scale * (nbar_n - nu) / B."""
+    def _reg_coefficient(self, counts: torch.Tensor, T: int,
+                         signal: float) -> torch.Tensor | None:
+        """The regulariser's jump term per hidden neuron: reg_strength * signal * (nbar_n - nu),
+        ``signal`` the batch's classification signal per hidden spike (:meth:`_loss_signal`)."""
         hp = self.hp
         if hp.reg_strength == 0:
             return None
-        B = counts.shape[0]
         nu = hp.reg_nu * T * hp.dt_ms / 1000.0
-        nbar = counts.sum(0) / B
-        return (hp.reg_strength * self._drive_scale(self._table(T)) / B) * (nbar - nu)
+        nbar = counts.sum(0) / counts.shape[0]
+        return (hp.reg_strength * signal) * (nbar - nu)
+
+    def _loss_signal(self, fw: _Forward, b_idx: torch.Tensor, n_idx: torch.Tensor,
+                     steps: torch.Tensor, current: torch.Tensor, error: torch.Tensor,
+                     tab: _Tables) -> float:
+        """Mean size, over the batch's hidden spikes, of the cross-entropy's direct jump term
+        |Sum_c W_out[n,c] (lambda_Io[t+1] - lambda_Io[t])[b,c]| / ((1 - alpha) max(I - 1, min_slope)):
+        how strongly the classification moves this batch's spikes. The regulariser is measured in
+        it, so it keeps the same weight against the loss whatever the readout, T or data (Adam
+        would otherwise let whichever term dominates set every hidden update on its own)."""
+        if steps.numel() == 0:
+            return 0.0
+        if tab.w is not None:
+            p = error @ self.params["w_out"].detach().t()  # (B, N)
+            direct = tab.dq[steps] * p[b_idx, n_idx]
+        else:
+            direct = self._max_readout_terms(b_idx * self.hp.hidden + n_idx, steps,
+                                             fw.argmax, error, tab, None)
+        denom = (current - THETA).clamp(min=self.hp.min_slope) * (1.0 - self.decays.alpha)
+        return float((direct / denom).abs().mean())
 
     def _clip_bound(self, tab: _Tables, B: int) -> float:
         """Bound on |lambda_u| after a jump: lambda_clip drive scales, over B (batch mean)."""
@@ -579,7 +602,13 @@ class EventProp(Method):
         else:
             g_out = torch.zeros_like(w_out)
             tstar = fw.argmax
-        reg = self._reg_coefficient(fw.counts, T)
+        reg = None
+        if hp.reg_strength > 0:
+            all_flat = fw.flat.long()
+            all_steps = torch.repeat_interleave(torch.arange(T, device=dev), fw.step_counts)
+            signal = self._loss_signal(fw, all_flat // N, all_flat % N, all_steps, fw.current,
+                                       error, tab)
+            reg = self._reg_coefficient(fw.counts, T, signal)
 
         lam_u = torch.zeros(B, N, device=dev, dtype=dt)
         lam_u_flat = lam_u.view(-1)
@@ -649,7 +678,7 @@ class EventProp(Method):
                            piece: int = 8192):
         """For the max readout, lambda_Io[t][b,c] = E[b,c] h(t*[b,c] - t) (zero after t*).
         Returns Sum_c W_out[n,c] (lambda_Io[t+1] - lambda_Io[t])[b,c] per spike and adds
-        lambda_Io[t][b] to g_out[n]; (S, C) work in pieces to bound memory."""
+        lambda_Io[t][b] to g_out[n] (unless g_out is None); (S, C) work in pieces to bound memory."""
         N = self.hp.hidden
         w_out = self.params["w_out"].detach()
         out = torch.empty(flat.numel(), device=flat.device, dtype=error.dtype)
@@ -661,7 +690,8 @@ class EventProp(Method):
             h1 = torch.where(lag >= 1, tab.h[(lag - 1).clamp(min=0)], 0.0)
             e_b = error[b_idx]
             out[lo:lo + piece] = (w_out[n_idx] * e_b * (h1 - h0)).sum(1)
-            g_out.index_add_(0, n_idx, e_b * h0)
+            if g_out is not None:
+                g_out.index_add_(0, n_idx, e_b * h0)
         return out
 
     # =========================================================================================
@@ -827,7 +857,16 @@ class EventProp(Method):
         g_in = torch.zeros_like(self.params["w_in"])
         g_rec = torch.zeros_like(w_rec) if w_rec is not None else None
         g_out = torch.zeros_like(w_out)
-        reg = self._reg_coefficient(fw.counts, T)
+        reg = None
+        if hp.reg_strength > 0:
+            spikes = [(rows, nn, torch.full_like(rows, t), i_minus)
+                      for t, rounds in enumerate(fw.rounds) for rows, nn, _, i_minus in rounds]
+            if spikes:
+                b_idx, n_idx, steps, cur = (torch.cat(parts) for parts in zip(*spikes))
+                signal = self._loss_signal(fw, b_idx, n_idx, steps, cur, error, tab)
+            else:
+                signal = 0.0
+            reg = self._reg_coefficient(fw.counts, T, signal)
         lv = torch.zeros(B, N, device=dev, dtype=dt)
         li = torch.zeros(B, N, device=dev, dtype=dt)
         lvo = torch.zeros(B, C, device=dev, dtype=dt)

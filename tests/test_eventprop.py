@@ -285,10 +285,11 @@ def test_regulariser_pushes_spike_counts_towards_target(timing):
     batch = _batch(5)
     totals = {}
     for nu in (0.0, 2000.0):  # target far below / far above the current activity
-        method = _method(TINY_SPEC, timing=timing, dtype="float64", reg_strength=1.0, reg_nu=nu)
+        # the regulariser is measured in the classification signal: so strong that it dominates
+        method = _method(TINY_SPEC, timing=timing, dtype="float64", reg_strength=1e4, reg_nu=nu,
+                         lambda_clip=0.0)
         with torch.no_grad():
             method.params["w_in"] *= DRIVE
-            method.params["w_out"].zero_()  # no classification signal: only the regulariser
         grads, counts = _hidden_grads(method, batch)
         before = float(counts.sum())
         with torch.no_grad():  # one small gradient-descent step on the hidden weights
@@ -316,9 +317,34 @@ def test_regulariser_target_scales_with_window():
     nu = 14.0 * T * TINY_SPEC.dt_ms / 1000.0
     counts = torch.zeros(8, 16)
     counts[:, 0] = nu  # neuron 0 exactly on target, the rest silent (below)
-    coef = method._reg_coefficient(counts, T)
+    coef = method._reg_coefficient(counts, T, signal=1.0)
     assert float(coef[0]) == pytest.approx(0.0, abs=1e-12)
     assert bool((coef[1:] < 0).all())
+
+
+@pytest.mark.parametrize("timing", ["grid", "exact"])
+def test_regulariser_keeps_its_weight_against_the_loss(timing):
+    """The regulariser is measured in the batch's classification signal, so scaling the loss's
+    error by k scales the whole hidden gradient by k: neither term can swamp the other because
+    of the readout's or the data's scale (with Adam, the larger term would set every update)."""
+    method = _method(TINY_SPEC, timing=timing, dtype="float64", reg_strength=0.05, reg_nu=0.0,
+                     lambda_clip=0.0)
+    with torch.no_grad():
+        method.params["w_in"] *= DRIVE
+    blocks = method._blocks(_batch(5))
+    fw = method._forward(blocks, store=True)
+    error = torch.softmax(fw.scores, dim=1)
+    error[:, 0] -= 1.0
+    error /= error.shape[0]
+    backward = method._grid_backward if timing == "grid" else method._exact_backward
+    base, scaled = backward(blocks, fw, error), backward(blocks, fw, 1000.0 * error)
+    without = dataclasses.replace(method.hp, reg_strength=0.0)
+    method.hp = without
+    plain = backward(blocks, fw, error)
+    for key in ("w_in", "w_rec"):
+        assert float(base[key].abs().max()) > 0
+        assert _rel(base[key], plain[key]) > 1e-3  # the regulariser does contribute
+        torch.testing.assert_close(scaled[key], 1000.0 * base[key], rtol=1e-9, atol=0.0)
 
 
 def test_silent_neuron_remedy():
