@@ -457,7 +457,7 @@ class EventProp(Method):
     def _reg_coefficient(self, counts: torch.Tensor, T: int,
                          signal: float) -> torch.Tensor | None:
         """The regulariser's jump term per hidden neuron: reg_strength * signal * (nbar_n - nu),
-        ``signal`` the batch's classification signal per hidden spike (:meth:`_loss_signal`)."""
+        ``signal`` the batch's classification signal S per hidden spike (:meth:`_loss_signal_sum`)."""
         hp = self.hp
         if hp.reg_strength == 0:
             return None
@@ -465,24 +465,37 @@ class EventProp(Method):
         nbar = counts.sum(0) / counts.shape[0]
         return (hp.reg_strength * signal) * (nbar - nu)
 
-    def _loss_signal(self, fw: _Forward, b_idx: torch.Tensor, n_idx: torch.Tensor,
-                     steps: torch.Tensor, current: torch.Tensor, error: torch.Tensor,
-                     tab: _Tables) -> float:
-        """Mean size, over the batch's hidden spikes, of the cross-entropy's direct jump term
-        |Sum_c W_out[n,c] (lambda_Io[t+1] - lambda_Io[t])[b,c]| / ((1 - alpha) max(I - 1, min_slope)):
-        how strongly the classification moves this batch's spikes. The regulariser is measured in
-        it, so it keeps the same weight against the loss whatever the readout, T or data (Adam
-        would otherwise let whichever term dominates set every hidden update on its own)."""
-        if steps.numel() == 0:
+    def _loss_signal_sum(self, fw: _Forward, flat: torch.Tensor, steps: torch.Tensor,
+                         current: torch.Tensor, error: torch.Tensor, tab: _Tables) -> float:
+        """Sum over the given hidden spikes (flat = b * N + n, their steps and currents) of the
+        size of the cross-entropy's direct jump term,
+        |Sum_c W_out[n,c] (lambda_Io[t+1] - lambda_Io[t])[b,c]| / ((1 - alpha) max(I - 1, min_slope)).
+        Its mean over a batch's spikes is the classification signal S the regulariser is measured
+        in, so that it keeps one weight against the loss whatever the readout, T or data (with
+        Adam, whichever term dominates would otherwise set every hidden update on its own)."""
+        if flat.numel() == 0:
             return 0.0
         if tab.w is not None:
-            p = error @ self.params["w_out"].detach().t()  # (B, N)
-            direct = tab.dq[steps] * p[b_idx, n_idx]
+            p_flat = (error @ self.params["w_out"].detach().t()).reshape(-1)  # (B*N,)
+            direct = tab.dq[steps] * p_flat.take(flat)
         else:
-            direct = self._max_readout_terms(b_idx * self.hp.hidden + n_idx, steps,
-                                             fw.argmax, error, tab, None)
+            direct = self._max_readout_terms(flat, steps, fw.argmax, error, tab, None)
         denom = (current - THETA).clamp(min=self.hp.min_slope) * (1.0 - self.decays.alpha)
-        return float((direct / denom).abs().mean())
+        return float((direct / denom).abs().sum())
+
+    def _grid_loss_signal(self, fw: _Forward, error: torch.Tensor, tab: _Tables, T: int) -> float:
+        """S for a grid-mode batch, a block of stored spikes at a time (memory ~ one block)."""
+        K, dev = self.hp.chunk_steps, self.device
+        offsets = [0] + torch.cumsum(fw.step_counts, 0).tolist()
+        total = 0.0
+        for c0 in range(0, T, K):
+            k_len = min(K, T - c0)
+            s_lo, s_hi = offsets[c0], offsets[c0 + k_len]
+            steps = c0 + torch.repeat_interleave(torch.arange(k_len, device=dev),
+                                                 fw.step_counts[c0:c0 + k_len])
+            total += self._loss_signal_sum(fw, fw.flat[s_lo:s_hi].long(), steps,
+                                           fw.current[s_lo:s_hi], error, tab)
+        return total / max(offsets[-1], 1)
 
     def _clip_bound(self, tab: _Tables, B: int) -> float:
         """Bound on |lambda_u| after a jump: lambda_clip drive scales, over B (batch mean)."""
@@ -604,11 +617,7 @@ class EventProp(Method):
             tstar = fw.argmax
         reg = None
         if hp.reg_strength > 0:
-            all_flat = fw.flat.long()
-            all_steps = torch.repeat_interleave(torch.arange(T, device=dev), fw.step_counts)
-            signal = self._loss_signal(fw, all_flat // N, all_flat % N, all_steps, fw.current,
-                                       error, tab)
-            reg = self._reg_coefficient(fw.counts, T, signal)
+            reg = self._reg_coefficient(fw.counts, T, self._grid_loss_signal(fw, error, tab, T))
 
         lam_u = torch.zeros(B, N, device=dev, dtype=dt)
         lam_u_flat = lam_u.view(-1)
@@ -859,13 +868,12 @@ class EventProp(Method):
         g_out = torch.zeros_like(w_out)
         reg = None
         if hp.reg_strength > 0:
-            spikes = [(rows, nn, torch.full_like(rows, t), i_minus)
+            spikes = [(rows * N + nn, torch.full_like(rows, t), i_minus)
                       for t, rounds in enumerate(fw.rounds) for rows, nn, _, i_minus in rounds]
+            signal = 0.0
             if spikes:
-                b_idx, n_idx, steps, cur = (torch.cat(parts) for parts in zip(*spikes))
-                signal = self._loss_signal(fw, b_idx, n_idx, steps, cur, error, tab)
-            else:
-                signal = 0.0
+                flat, steps, cur = (torch.cat(parts) for parts in zip(*spikes))
+                signal = self._loss_signal_sum(fw, flat, steps, cur, error, tab) / flat.numel()
             reg = self._reg_coefficient(fw.counts, T, signal)
         lv = torch.zeros(B, N, device=dev, dtype=dt)
         li = torch.zeros(B, N, device=dev, dtype=dt)
