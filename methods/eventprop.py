@@ -73,9 +73,10 @@ weights in ``end_epoch``.
 Guards: the jump divides by (I - theta), the membrane's slope at the crossing; it is floored at
 ``min_slope``, and lambda_u after a jump is clipped to +-lambda_clip * drive_scale / B.
 
-Memory: per spike one int32 index and one float (I); buffers of ``chunk_steps`` steps; nothing of
-size T x B x N. Work per step: a handful of (B, N) operations and, with recurrence, one (B, N) x
-(N, N) product in each direction; the input drive and the gradient sums are sparse products.
+Memory: per spike one int32 index and one float (I), and in the backward one more float (the
+loss's jump term); buffers of ``chunk_steps`` steps; nothing of size T x B x N. Work per step:
+a handful of (B, N) operations and, with recurrence, one (B, N) x (N, N) product in each
+direction; the input drive and the gradient sums are sparse products.
 """
 
 from __future__ import annotations
@@ -457,7 +458,7 @@ class EventProp(Method):
     def _reg_coefficient(self, counts: torch.Tensor, T: int,
                          signal: float) -> torch.Tensor | None:
         """The regulariser's jump term per hidden neuron: reg_strength * signal * (nbar_n - nu),
-        ``signal`` the batch's classification signal S per hidden spike (:meth:`_loss_signal_sum`)."""
+        ``signal`` the batch's classification signal S per hidden spike (:meth:`_signal_sum`)."""
         hp = self.hp
         if hp.reg_strength == 0:
             return None
@@ -465,37 +466,27 @@ class EventProp(Method):
         nbar = counts.sum(0) / counts.shape[0]
         return (hp.reg_strength * signal) * (nbar - nu)
 
-    def _loss_signal_sum(self, fw: _Forward, flat: torch.Tensor, steps: torch.Tensor,
-                         current: torch.Tensor, error: torch.Tensor, tab: _Tables) -> float:
-        """Sum over the given hidden spikes (flat = b * N + n, their steps and currents) of the
-        size of the cross-entropy's direct jump term,
-        |Sum_c W_out[n,c] (lambda_Io[t+1] - lambda_Io[t])[b,c]| / ((1 - alpha) max(I - 1, min_slope)).
-        Its mean over a batch's spikes is the classification signal S the regulariser is measured
-        in, so that it keeps one weight against the loss whatever the readout, T or data (with
-        Adam, whichever term dominates would otherwise set every hidden update on its own)."""
-        if flat.numel() == 0:
-            return 0.0
+    def _direct_terms(self, flat: torch.Tensor, steps: torch.Tensor, error: torch.Tensor,
+                      tab: _Tables, p_flat: torch.Tensor | None, tstar: torch.Tensor | None,
+                      g_out: torch.Tensor | None = None) -> torch.Tensor:
+        """The cross-entropy's direct term in the jump of each given hidden spike (flat =
+        b * N + n, at ``steps``): Sum_c W_out[n,c] (lambda_Io[t+1] - lambda_Io[t])[b,c].
+        Weighted readouts use p_flat = (E W_out^T) flattened; max uses tstar and adds its
+        lambda_Io to g_out (when given)."""
         if tab.w is not None:
-            p_flat = (error @ self.params["w_out"].detach().t()).reshape(-1)  # (B*N,)
-            direct = tab.dq[steps] * p_flat.take(flat)
-        else:
-            direct = self._max_readout_terms(flat, steps, fw.argmax, error, tab, None)
+            return tab.dq[steps] * p_flat.take(flat)
+        return self._max_readout_terms(flat, steps, tstar, error, tab, g_out)
+
+    def _signal_sum(self, direct: torch.Tensor, current: torch.Tensor) -> float:
+        """Sum over spikes of |direct| / ((1 - alpha) max(I - 1, min_slope)), the size of the
+        loss's own jump at each. Its mean over a batch's spikes is the classification signal S
+        the regulariser is measured in, so that it keeps one weight against the loss whatever
+        the readout, T or data (with Adam, whichever term dominates would otherwise set every
+        hidden update on its own)."""
+        if direct.numel() == 0:
+            return 0.0
         denom = (current - THETA).clamp(min=self.hp.min_slope) * (1.0 - self.decays.alpha)
         return float((direct / denom).abs().sum())
-
-    def _grid_loss_signal(self, fw: _Forward, error: torch.Tensor, tab: _Tables, T: int) -> float:
-        """S for a grid-mode batch, a block of stored spikes at a time (memory ~ one block)."""
-        K, dev = self.hp.chunk_steps, self.device
-        offsets = [0] + torch.cumsum(fw.step_counts, 0).tolist()
-        total = 0.0
-        for c0 in range(0, T, K):
-            k_len = min(K, T - c0)
-            s_lo, s_hi = offsets[c0], offsets[c0 + k_len]
-            steps = c0 + torch.repeat_interleave(torch.arange(k_len, device=dev),
-                                                 fw.step_counts[c0:c0 + k_len])
-            total += self._loss_signal_sum(fw, fw.flat[s_lo:s_hi].long(), steps,
-                                           fw.current[s_lo:s_hi], error, tab)
-        return total / max(offsets[-1], 1)
 
     def _clip_bound(self, tab: _Tables, B: int) -> float:
         """Bound on |lambda_u| after a jump: lambda_clip drive scales, over B (batch mean)."""
@@ -609,15 +600,36 @@ class EventProp(Method):
         g_in = torch.zeros_like(self.params["w_in"])
         g_rec = torch.zeros_like(w_rec) if w_rec is not None else None
         weighted = tab.w is not None
+        p_flat = tstar = None
         if weighted:
             g_out = fw.rate_A.t() @ error  # exact: lambda_Io[t] = q(t) E
             p_flat = (error @ w_out.t()).reshape(-1)  # (B*N,): Sum_c W_out[n,c] E[b,c]
         else:
             g_out = torch.zeros_like(w_out)
             tstar = fw.argmax
+        offsets = [0] + torch.cumsum(fw.step_counts, 0).tolist()
+        starts = list(range(0, T, K))
+
+        def block_spikes(c0: int):
+            """(flat indices, step within the block, currents) of block c0's stored spikes."""
+            k_len = min(K, T - c0)
+            s_lo, s_hi = offsets[c0], offsets[c0 + k_len]
+            k_of = torch.repeat_interleave(
+                torch.arange(k_len, device=dev), fw.step_counts[c0:c0 + k_len])
+            return fw.flat[s_lo:s_hi].long(), k_of, fw.current[s_lo:s_hi]
+
+        # The loss's direct jump terms of every block first: the regulariser is measured in them
+        # (one float per spike; the blocks in the backward order, as g_out accumulates).
+        direct, signal_sums = {}, {}
+        for c0 in reversed(starts):
+            flat, k_of, cur = block_spikes(c0)
+            direct[c0] = self._direct_terms(flat, c0 + k_of, error, tab, p_flat, tstar, g_out)
+            if hp.reg_strength > 0:
+                signal_sums[c0] = self._signal_sum(direct[c0], cur)
         reg = None
         if hp.reg_strength > 0:
-            reg = self._reg_coefficient(fw.counts, T, self._grid_loss_signal(fw, error, tab, T))
+            signal = sum((signal_sums[c0] for c0 in starts), 0.0) / max(offsets[-1], 1)
+            reg = self._reg_coefficient(fw.counts, T, signal)
 
         lam_u = torch.zeros(B, N, device=dev, dtype=dt)
         lam_u_flat = lam_u.view(-1)
@@ -626,27 +638,17 @@ class EventProp(Method):
         diff = torch.empty(B, N, device=dev, dtype=dt)
         shift = torch.empty(B, N, device=dev, dtype=dt)
         shift_flat = shift.view(-1)
-        offsets = [0] + torch.cumsum(fw.step_counts, 0).tolist()
         gather_max = int(B * N * self.gather_below)
-        starts = list(range(0, T, K))
         for c0 in reversed(starts):
             k_len = min(K, T - c0)
             if c0 + K < T:  # slots K, K+1 <- steps c0 + K, c0 + K + 1 (the next block's 0, 1)
                 lam_i[K:K + 2].copy_(lam_i[0:2])
             s_lo, s_hi = offsets[c0], offsets[c0 + k_len]
-            flat = fw.flat[s_lo:s_hi].long()
-            cur = fw.current[s_lo:s_hi]
-            k_of = torch.repeat_interleave(
-                torch.arange(k_len, device=dev), fw.step_counts[c0:c0 + k_len])
+            flat, k_of, cur = block_spikes(c0)
             denom = (cur - THETA).clamp_(min=hp.min_slope)  # the guarded (I - theta)
             coef_v = cur / denom  # multiplies lambda_V (= lambda_u after the reset)
             coef_g = denom.reciprocal_().mul_(-s * inv)  # multiplies the shift terms
-            # output shift term Sum_c W_out[n,c] (lambda_Io[t+1] - lambda_Io[t])[b,c]
-            if weighted:
-                out_shift = tab.dq[c0 + k_of].mul_(p_flat.take(flat))
-            else:
-                out_shift = self._max_readout_terms(flat, c0 + k_of, tstar, error, tab, g_out)
-            const = out_shift.mul_(coef_g)
+            const = direct.pop(c0).mul_(coef_g)  # the loss's jump term
             if reg is not None:
                 const += s * reg.take(flat % N)
             sizes = [offsets[c0 + k + 1] - offsets[c0 + k] for k in range(k_len)]
@@ -762,11 +764,15 @@ class EventProp(Method):
                 break
         return u
 
+    def _decays_over(self, du: torch.Tensor):
+        """exp(-du/tau_m), exp(-du/tau_s), exp(-du/tau_out) as (Ba, 1) columns, du per sample (ms)."""
+        c, d = self.consts, du[:, None]
+        return torch.exp(-d / c.tau_m), torch.exp(-d / c.tau_s), torch.exp(-d / c.tau_o)
+
     def _advance(self, rows, du, v, i, vo, io):
         """Integrate the state of samples ``rows`` exactly over du (per sample, ms)."""
         c = self.consts
-        d = du[:, None]
-        em, es, eo = torch.exp(-d / c.tau_m), torch.exp(-d / c.tau_s), torch.exp(-d / c.tau_o)
+        em, es, eo = self._decays_over(du)
         vr, ir, vor, ior = v[rows], i[rows], vo[rows], io[rows]
         v[rows] = em * vr + c.k_h * (em - es) * ir
         i[rows] = es * ir
@@ -845,8 +851,7 @@ class EventProp(Method):
     def _propagate_back(self, rows, du, lv, li, lvo, lio):
         """Adjoint over du backward in time (exact transposed propagator) for samples rows."""
         c = self.consts
-        d = du[:, None]
-        em, es, eo = torch.exp(-d / c.tau_m), torch.exp(-d / c.tau_s), torch.exp(-d / c.tau_o)
+        em, es, eo = self._decays_over(du)
         lvr, lir, lvor, lior = lv[rows], li[rows], lvo[rows], lio[rows]
         lv[rows] = em * lvr
         li[rows] = es * lir + c.k_h * (em - es) * lvr
@@ -873,7 +878,9 @@ class EventProp(Method):
             signal = 0.0
             if spikes:
                 flat, steps, cur = (torch.cat(parts) for parts in zip(*spikes))
-                signal = self._loss_signal_sum(fw, flat, steps, cur, error, tab) / flat.numel()
+                p_flat = (error @ w_out.t()).reshape(-1) if tab.w is not None else None
+                direct = self._direct_terms(flat, steps, error, tab, p_flat, fw.argmax)
+                signal = self._signal_sum(direct, cur) / flat.numel()
             reg = self._reg_coefficient(fw.counts, T, signal)
         lv = torch.zeros(B, N, device=dev, dtype=dt)
         li = torch.zeros(B, N, device=dev, dtype=dt)
