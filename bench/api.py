@@ -12,6 +12,7 @@ CLI's argument checking never import a deep-learning framework.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -195,7 +196,7 @@ def _convert(text: str, annotation: Any) -> Any:
     """Convert a command-line string to the type a dataclass field declares."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if text.strip().lower() == "none" and type(None) in args:
             return None
         errors = []

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        module = sys.modules[__name__] if module_name == __name__ else importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
         module.add_arguments(sub)
         sub.set_defaults(handler=main_list if name == "list" else module.main)
     return parser

@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import records, report
 from bench.api import InputError
+from bench.report import plural
 
 BASELINE_SCHEMA = 1
 
@@ -49,8 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench import report
-
     dirs = args.runs or ["reports/runs"]
     runs, _ = report.load_runs(dirs)
     if not runs:
@@ -82,16 +82,8 @@ def main(args: argparse.Namespace) -> int:
 # Baseline file
 
 
-def plural(count: int, word: str) -> str:
-    if count == 1:
-        return f"{count} {word}"
-    return f"{count} {word[:-1]}ies" if word.endswith("y") else f"{count} {word}s"
-
-
 def metric_specs(overrides: dict[str, dict] | None = None) -> dict[str, dict[str, Any]]:
-    from bench.records import METRICS
-
-    specs = {name: dict(spec) for name, spec in METRICS.items()}
+    specs = {name: dict(spec) for name, spec in records.METRICS.items()}
     for name, override in (overrides or {}).items():
         if name not in specs:
             raise InputError(f"baseline tolerances: unknown metric {name!r}; known: "
@@ -104,13 +96,11 @@ def _seed_std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise_group(group) -> dict[str, Any]:
+def summarise_group(group: report.Group) -> dict[str, Any]:
     """A baseline entry (also the current side of a comparison) for one report row."""
-    from bench import report
-
     metrics: dict[str, dict[str, float]] = {}
     for name in metric_specs():
-        values = [v for r in group.ok if (v := report.metric_value(r, name)) is not None]
+        values = group.values(name)
         if values:
             metrics[name] = {"median": statistics.median(values), "std": _seed_std(values),
                              "n": len(values)}
@@ -123,9 +113,7 @@ def summarise_group(group) -> dict[str, Any]:
     }
 
 
-def make_baseline(groups, tolerances: dict | None = None) -> dict[str, Any]:
-    from bench import records
-
+def make_baseline(groups: list[report.Group], tolerances: dict | None = None) -> dict[str, Any]:
     env = (groups[0].records[0].get("env") or {}) if groups else {}
     return {
         "schema_version": BASELINE_SCHEMA,
@@ -220,7 +208,7 @@ def _bad_share(entry: dict) -> float:
     return bad / total if total else 0.0
 
 
-def compare(baseline: dict[str, Any], groups) -> Comparison:
+def compare(baseline: dict[str, Any], groups: list[report.Group]) -> Comparison:
     specs = metric_specs(baseline.get("tolerances"))
     current = {g.key(): (g, summarise_group(g)) for g in groups}
     entries = baseline["entries"]
@@ -289,8 +277,6 @@ def _judge(name: str, spec: dict, base: dict, now: dict) -> MetricChange:
 
 
 def _value(value: float, unit: str) -> str:
-    from bench import report
-
     if unit == "fraction":
         return f"{value:.4f}"
     if unit == "B":

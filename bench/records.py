@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "diverged", "timeout")
@@ -49,10 +49,15 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def file_safe(name: str) -> str:
+    """``name`` as part of a file name: other characters than letters, digits, - and _ become _,
+    and only the last 40 are kept."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[-40:]
+
+
 def new_run_id(method: str, dataset: str, seed: int) -> str:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    safe_dataset = "".join(c if c.isalnum() or c in "-_" else "_" for c in dataset)[-40:]
-    return f"{method}-{safe_dataset}-s{seed}-{stamp}-{uuid.uuid4().hex[:6]}"
+    return f"{method}-{file_safe(dataset)}-s{seed}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 def stable_hash(obj: Any) -> str:
@@ -185,10 +190,14 @@ def read(path: str | Path) -> dict:
         return migrate(json.load(handle))
 
 
-def iter_records(run_dir: str | Path):
-    for path in sorted(Path(run_dir).glob("*.json")):
-        if path.name.startswith(".tmp-"):
-            continue
+def record_paths(run_dir: str | Path) -> list[Path]:
+    """The record files in ``run_dir``, sorted, without unfinished writes (none if no such dir)."""
+    return [path for path in sorted(Path(run_dir).glob("*.json"))
+            if not path.name.startswith(".tmp-")]
+
+
+def iter_records(run_dir: str | Path) -> Iterator[tuple[Path, dict]]:
+    for path in record_paths(run_dir):
         yield path, read(path)
 
 

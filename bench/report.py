@@ -29,10 +29,12 @@ import math
 import re
 import statistics
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from bench import records
 from bench.api import InputError
 
 DEFAULT_RUNS = ("reports/runs", "reports/scale")
@@ -80,7 +82,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
+    if count == 1:
+        return f"{count} {word}"
+    return f"{count} {word[:-1]}ies" if word.endswith("y") else f"{count} {word}s"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,16 +94,12 @@ def plural(count: int, word: str) -> str:
 def load_runs(dirs: Iterable[str | Path]) -> tuple[list[dict], int]:
     """The latest record of each run (see :func:`run_identity`) under the directories, and how
     many older records were superseded. A record that cannot be read is an InputError."""
-    from bench import records
-
     found: list[dict] = []
     for directory in dirs:
         directory = Path(directory)
         if not directory.is_dir():
             raise InputError(f"no such run directory: {directory}")
-        for path in sorted(directory.glob("*.json")):
-            if path.name.startswith(".tmp-"):
-                continue
+        for path in records.record_paths(directory):
             try:
                 record = records.read(path)
             except (OSError, ValueError) as exc:
@@ -140,9 +140,7 @@ def is_scale(record: dict) -> bool:
 
 def metric_value(record: dict, name: str) -> float | None:
     """A metric of METRICS (or any name) from the record section it lives in."""
-    from bench.records import METRICS
-
-    source = METRICS.get(name, {}).get("source", "metrics")
+    source = records.METRICS.get(name, {}).get("source", "metrics")
     value = (record.get(source) or {}).get(name)
     if value is None and source != "inference":
         value = (record.get("inference") or {}).get(name)
@@ -172,10 +170,11 @@ class Group:
 
     @property
     def status_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for record in self.records:
-            counts[record.get("status", "failed")] = counts.get(record.get("status", "failed"), 0) + 1
-        return counts
+        return dict(Counter(record.get("status", "failed") for record in self.records))
+
+    def values(self, name: str) -> list[float]:
+        """The metric ``name`` of each successful run that has it."""
+        return [v for r in self.ok if (v := metric_value(r, name)) is not None]
 
     @property
     def dataset_hash(self) -> str | None:
@@ -290,6 +289,12 @@ class Report:
     n_runs: int
 
 
+def last_epoch_seconds(record: dict) -> float | None:
+    """Timed seconds of the record's last epoch, if it has one."""
+    curve = record.get("curve") or []
+    return float(curve[-1]["seconds"]) if curve and curve[-1].get("seconds") is not None else None
+
+
 def summarise(group: Group, target: float | None) -> dict[str, Any]:
     ok = group.ok
     values: dict[str, Any] = {
@@ -297,16 +302,16 @@ def summarise(group: Group, target: float | None) -> dict[str, Any]:
         "device": group.device, "method_version": group.method_version,
         "n_ok": len(ok), "n_runs": len(group.records),
     }
+    counts = group.status_counts
     for status in BAD_STATUSES:
-        values[f"n_{status}"] = group.status_counts.get(status, 0)
+        values[f"n_{status}"] = counts.get(status, 0)
     for name in ("test_acc", "best_valid_acc"):
-        mean, std = mean_std([v for r in ok if (v := metric_value(r, name)) is not None])
-        values[f"{name}_mean"], values[f"{name}_std"] = mean, std
+        values[f"{name}_mean"], values[f"{name}_std"] = mean_std(group.values(name))
     for name in ("seconds_per_epoch", "train_seconds", "peak_train_bytes", "spikes_per_neuron",
                  "synops_per_sample", "dense_synops_per_sample", "activation_sparsity"):
-        values[name] = median([v for r in ok if (v := metric_value(r, name)) is not None])
+        values[name] = median(group.values(name))
     values["last_epoch_seconds"] = median(
-        [float(c[-1]["seconds"]) for r in ok if (c := r.get("curve")) and c[-1].get("seconds") is not None])
+        [s for r in ok if (s := last_epoch_seconds(r)) is not None])
     values["epochs"] = median([float(r["metrics"]["epochs"]) for r in ok
                                if (r.get("metrics") or {}).get("epochs") is not None])
     values["target_acc"] = target
@@ -317,12 +322,11 @@ def summarise(group: Group, target: float | None) -> dict[str, Any]:
     values["target_epoch"] = median([float(h[0]) for h in reached])
     values["target_seconds"] = median([h[1] for h in reached])
     values["target_wall_seconds"] = median([h[2] for h in reached if h[2] is not None])
-    tags = (group.records[0].get("tags") or {}) if group.records else {}
-    values["steps"] = (group.records[0].get("hparams") or {}).get("steps") if group.records else None
-    values["hidden"] = (group.records[0].get("hparams") or {}).get("hidden") if group.records else None
-    values["batch_size"] = ((group.records[0].get("hparams") or {}).get("batch_size")
-                            if group.records else None)
-    values["max_batches"] = _int_or_none(tags.get("max_batches"))
+    first = group.records[0] if group.records else {}
+    hparams = first.get("hparams") or {}
+    for name in ("steps", "hidden", "batch_size"):
+        values[name] = hparams.get(name)
+    values["max_batches"] = _int_or_none((first.get("tags") or {}).get("max_batches"))
     return values
 
 
@@ -343,10 +347,7 @@ def build(runs: list[dict], target_acc: float | None = None, superseded: int = 0
         if target_acc is not None:
             target, source = target_acc, "given"
         else:
-            best = [m for g in members
-                    if (m := mean_std([v for r in g.ok
-                                       if (v := metric_value(r, "best_valid_acc")) is not None])[0])
-                    is not None]
+            best = [statistics.fmean(v) for g in members if (v := g.values("best_valid_acc"))]
             target = math.floor(TARGET_FRACTION * max(best) * 100) / 100 if best else None
             source = f"{TARGET_FRACTION:g} x best mean validation accuracy"
             if target is not None and target <= 0:
@@ -496,11 +497,15 @@ NOTES = (
 )
 
 
+def _runs_text(report: Report) -> str:
+    text = plural(report.n_runs, "run")
+    if report.superseded:
+        text += f" ({plural(report.superseded, 'older record')} of rerun configurations ignored)"
+    return text + "."
+
+
 def to_markdown(report: Report) -> str:
-    lines = ["# Benchmark report", "",
-             plural(report.n_runs, "run") + (f" ({plural(report.superseded, 'older record')} of rerun "
-                                        "configurations ignored)" if report.superseded else "")
-             + ".", ""]
+    lines = ["# Benchmark report", "", _runs_text(report), ""]
     for dataset in report.datasets:
         lines += [f"## {dataset.name}", "",
                   f"Dataset hash {dataset.dataset_hash}. " + _target_text(dataset), ""]
@@ -612,10 +617,7 @@ def to_html(report: Report) -> str:
     plots = Plotter()
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>Benchmark report</title>", f"<style>{CSS}</style></head><body>",
-             "<h1>Benchmark report</h1>",
-             f"<p>{plural(report.n_runs, 'run')}"
-             + (f" ({plural(report.superseded, 'older record')} of rerun configurations ignored)"
-                if report.superseded else "") + ".</p>"]
+             "<h1>Benchmark report</h1>", f"<p>{html.escape(_runs_text(report))}</p>"]
     for dataset in report.datasets:
         parts.append(f"<h2>{html.escape(dataset.name)}</h2>")
         parts.append(f'<p class="note">Dataset hash {html.escape(str(dataset.dataset_hash))}. '

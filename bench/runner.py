@@ -158,8 +158,8 @@ def run(config: RunConfig) -> tuple[dict, Path]:
     method.setup(spec, hparams, config.seed, config.device)  # InputError: bad device etc.
 
     checkpoint = _checkpoint_path(config, version, data.spec.content_hash)
-    trainer = _Trainer(method, data, hparams, config, record, checkpoint)
-    trainer.transforms = {"train": train_transform, "eval": eval_transform}
+    trainer = _Trainer(method, data, hparams, config, record, checkpoint,
+                       transforms={"train": train_transform, "eval": eval_transform})
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -225,16 +225,16 @@ def _print_summary(record: dict, path: Path) -> None:
 class _Trainer:
     """The epoch loop of one run, with its clocks, memory gauge, progress and checkpoints."""
 
-    def __init__(self, method, data, hparams, config: RunConfig, record: dict, checkpoint: Path):
+    def __init__(self, method, data, hparams, config: RunConfig, record: dict, checkpoint: Path,
+                 transforms: dict[str, Any]):
         self.method, self.data, self.hp, self.config = method, data, hparams, config
-        self.record, self.checkpoint = record, checkpoint
+        self.record, self.checkpoint, self.transforms = record, checkpoint, transforms
         self.fmt = method.input_format
         self.clock = measure.Clock()
         self.memory = measure.PeakMemory(device=config.device, framework=method.framework)
         self.epoch = 0
         self.best_valid: float | None = None
         self.started = time.monotonic()
-        self.transforms: dict[str, Any] = {"train": None, "eval": None}
 
     # -- training ----------------------------------------------------------------------------
     def train(self) -> None:

@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 
 from bench.api import InputError
+from bench.records import file_safe
+from bench.report import fmt_bytes, fmt_seconds, last_epoch_seconds
 
 DEFAULT_OUT = "reports/scale"
 
@@ -136,8 +138,7 @@ def subset_dataset(name: str, n_train: int, n_eval: int, directory: Path) -> Pat
     from datasets.h5 import write_h5
 
     data = datasets.open_dataset(name)
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in data.spec.name)[-40:]
-    prefix_name = f"{safe}-scale{n_train}x{n_eval}-{data.spec.content_hash[:8]}"
+    prefix_name = f"{file_safe(data.spec.name)}-scale{n_train}x{n_eval}-{data.spec.content_hash[:8]}"
     target = directory / prefix_name
     prefix = target / prefix_name
     files = {split: Path(f"{prefix}_{split}.h5") for split in ("train", "valid", "test")}
@@ -168,10 +169,8 @@ def point_figures(outcome) -> tuple[float | None, float | None]:
     record = outcome.record or {}
     if record.get("status") not in ("ok", "diverged"):
         return None, None
-    curve = record.get("curve") or []
-    seconds = float(curve[-1]["seconds"]) if curve and curve[-1].get("seconds") is not None else None
     peak = (record.get("metrics") or {}).get("peak_train_bytes")
-    return seconds, (None if peak is None else float(peak))
+    return last_epoch_seconds(record), (None if peak is None else float(peak))
 
 
 def _ratio(value: float | None, reference: float | None) -> str:
@@ -181,8 +180,6 @@ def _ratio(value: float | None, reference: float | None) -> str:
 
 
 def format_table(outcomes, baseline: str) -> str:
-    from bench.report import fmt_bytes, fmt_seconds
-
     figures: dict[tuple[str, int, int], tuple] = {}
     status: dict[tuple[str, int, int], str] = {}
     for outcome in outcomes:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench.api import READOUTS, InputError
+from bench.api import READOUTS, BaseHparams, InputError
 
 
 @dataclass(frozen=True)
@@ -111,9 +111,10 @@ def is_regulariser(name: str) -> bool:
     return any(word in lowered for word in _REGULARISER_WORDS)
 
 
-def _defaults(cls) -> dict[str, Any]:
+def defaults_of(hparams_cls: type[BaseHparams]) -> dict[str, Any]:
+    """Field name -> default value of a hyperparameter dataclass."""
     out = {}
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(hparams_cls):
         if f.default is not dataclasses.MISSING:
             out[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
@@ -124,7 +125,7 @@ def _defaults(cls) -> dict[str, Any]:
 def full_space(hparams_cls, method: str | None = None) -> dict[str, Param]:
     """Every hyperparameter of ``hparams_cls`` that can be searched, on or off, in a stable
     order (the dataclass's field order)."""
-    defaults = _defaults(hparams_cls)
+    defaults = defaults_of(hparams_cls)
     extra = METHOD_SPACES.get(method or "", {})
     space: dict[str, Param] = {}
     for f in dataclasses.fields(hparams_cls):
@@ -193,8 +194,3 @@ def sample(space: Mapping[str, Param], trial, context: Mapping[str, Any]) -> dic
             continue
         drawn[name] = values[name] = param.suggest(trial, name)
     return drawn
-
-
-def defaults_of(hparams_cls) -> dict[str, Any]:
-    """Field name -> default value of a hyperparameter dataclass."""
-    return _defaults(hparams_cls)

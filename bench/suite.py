@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import shlex
 import signal
 import subprocess
@@ -27,9 +28,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Container, Iterator
 
 from bench.api import InputError
+from bench.records import record_paths, stable_hash
 
 DEFAULT_OUT = "reports/runs"
 DONE_STATUSES = ("ok", "diverged")
@@ -141,8 +143,6 @@ class Cell:
 
     @property
     def key(self) -> str:
-        from bench.records import stable_hash
-
         identity: dict[str, Any] = {"method": self.method, "dataset": self.dataset,
                                     "seed": self.seed, "epochs": self.epochs,
                                     "overrides": dict(self.overrides), "device": self.device}
@@ -189,9 +189,8 @@ def build_cells(*, methods: list[str], datasets: list[str], seeds: list[int],
         raise InputError(f"--epochs must be at least 1, got {epochs}")
     fixed = parse_pairs(overrides or [], "--set")
     axes = parse_grid(grid or [])
-    for key in ("epochs",):
-        if key in axes or key in fixed:
-            raise InputError(f"use --epochs, not a hyperparameter override, for {key}")
+    if "epochs" in axes or "epochs" in fixed:
+        raise InputError("use --epochs, not a hyperparameter override, for epochs")
     combos = [tuple(zip(axes, values)) for values in itertools.product(*axes.values())] or [()]
     cells = []
     for dataset in datasets:
@@ -233,40 +232,30 @@ class Outcome:
 
 def existing_cells(out: Path) -> dict[str, dict]:
     """suite_cell -> its latest finished record (ok or diverged) in ``out``."""
-    import json
-
     done: dict[str, dict] = {}
-    if not out.is_dir():
-        return done
-    for path in sorted(out.glob("*.json")):
-        if path.name.startswith(".tmp-"):
-            continue
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            print(f"warning: cannot read {path}; ignored", file=sys.stderr)
-            continue
-        key = (record.get("tags") or {}).get("suite_cell")
+    for record in _json_records(out, warn=True):
+        key = _cell_key(record)
         if key and record.get("status") in DONE_STATUSES:
             if key not in done or (record.get("finished_at") or "") >= (done[key].get("finished_at") or ""):
                 done[key] = record
     return done
 
 
-def _records_of(out: Path, key: str, since: set[str]) -> list[dict]:
-    import json
-
-    found = []
-    for path in sorted(out.glob("*.json")):
-        if path.name in since or path.name.startswith(".tmp-"):
+def _json_records(out: Path, skip: Container[str] = (), warn: bool = False) -> Iterator[dict]:
+    """The records in ``out`` read as plain JSON, except the files named in ``skip``; an unreadable
+    file is passed over (with a warning if ``warn``)."""
+    for path in record_paths(out):
+        if path.name in skip:
             continue
         try:
-            record = json.loads(path.read_text())
+            yield json.loads(path.read_text())
         except (OSError, ValueError):
-            continue
-        if (record.get("tags") or {}).get("suite_cell") == key:
-            found.append(record)
-    return found
+            if warn:
+                print(f"warning: cannot read {path}; ignored", file=sys.stderr)
+
+
+def _cell_key(record: dict) -> str | None:
+    return (record.get("tags") or {}).get("suite_cell")
 
 
 def _last_error_line(log: Path) -> str:
@@ -288,11 +277,12 @@ def run_one(cell: Cell, options: RunOptions) -> Outcome:
     logs.mkdir(exist_ok=True)
     log = logs / f"{cell.key}.log"
     before = {p.name for p in out.glob("*.json")}
+    command = cell.command(options)
     started = time.monotonic()
     with open(log, "w") as handle:
-        handle.write("$ " + shlex.join(cell.command(options)) + "\n")
+        handle.write("$ " + shlex.join(command) + "\n")
         handle.flush()
-        process = subprocess.Popen(cell.command(options), stdout=handle, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)
         try:
             code = process.wait()
@@ -302,7 +292,7 @@ def run_one(cell: Cell, options: RunOptions) -> Outcome:
     seconds = time.monotonic() - started
     if code == 2:
         raise InputError(f"{cell.label}: {_last_error_line(log) or 'bad input'} (log: {log})")
-    found = _records_of(out, cell.key, before)
+    found = [r for r in _json_records(out, skip=before) if _cell_key(r) == cell.key]
     record = found[-1] if found else None
     if record is not None:
         status = record.get("status", "failed")

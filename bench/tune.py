@@ -335,6 +335,7 @@ class Tuner:
         self._check_study()
         self.ran = 0
         self.errors_in_row = 0
+        self.curve_files: tuple[Path, Path] | None = None
 
     # -- study bookkeeping --------------------------------------------------------------------
     def _check_study(self) -> None:
@@ -393,7 +394,7 @@ class Tuner:
         except Exception as exc:  # a missed heartbeat only risks the trial being seen as stale
             print(f"warning: heartbeat not recorded: {exc}", file=sys.stderr)
 
-    def _command(self, trial, drawn: dict, run_out: Path) -> list[str]:
+    def _command(self, trial, overrides: list[str], run_out: Path) -> list[str]:
         cmd = [sys.executable, "-m", "bench", "run", "--method", self.args.method,
                "--dataset", self.dataset_arg, "--seed", str(self.args.seed),
                "--device", self.args.device, "--threads", str(self.args.threads),
@@ -403,7 +404,7 @@ class Tuner:
             cmd += ["--epochs", str(self.args.budget_epochs)]
         if self.args.time_limit is not None:
             cmd += ["--time-limit", str(self.args.time_limit)]
-        for pair in self.fixed_pairs + [f"{k}={_format_value(v)}" for k, v in drawn.items()]:
+        for pair in overrides:
             cmd += ["--set", pair]
         return cmd
 
@@ -416,9 +417,9 @@ class Tuner:
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"trial-{trial.number:05d}.log"
-        cmd = self._command(trial, drawn, run_out)
-        retry(trial.set_user_attr, "overrides", self.fixed_pairs + [
-            f"{k}={_format_value(v)}" for k, v in drawn.items()])
+        overrides = self.fixed_pairs + [f"{k}={_format_value(v)}" for k, v in drawn.items()]
+        cmd = self._command(trial, overrides, run_out)
+        retry(trial.set_user_attr, "overrides", overrides)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
@@ -501,8 +502,7 @@ class Tuner:
         """Move the run's record into the study's runs directory; return it and its path."""
         from bench import records
 
-        found = sorted(run_out.glob("*.json")) if run_out.is_dir() else []
-        found = [p for p in found if not p.name.startswith(".tmp-")]
+        found = records.record_paths(run_out)
         if not found:
             return None, None
         source = found[-1]
@@ -620,7 +620,7 @@ class Tuner:
             print(f"  fixed: {' '.join(self.fixed_pairs)}")
         print(f"record: {best.user_attrs.get('record')}")
         print(f"reproduce: {reproduce_command(self.args, best)}")
-        if getattr(self, "curve_files", None):
+        if self.curve_files:
             print(f"tuning curve: {self.curve_files[0]} {self.curve_files[1]}")
         return 0
 

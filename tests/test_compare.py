@@ -16,11 +16,20 @@ from test_report import make_record, write_all
 MiB = 2**20
 
 
+def alpha_runs(acc: float = 0.80, seconds: float = 1.0, memory: int = 100 * MiB) -> list[dict]:
+    """Three seeds of alpha with the same figures."""
+    return [make_record("alpha", s, acc=acc, seconds=seconds, memory=memory) for s in range(3)]
+
+
+def beta_runs(accs: tuple[float, ...] = (0.70, 0.75, 0.80), seconds: float = 2.0) -> list[dict]:
+    """One seed of beta per accuracy in ``accs``, 50 MiB each."""
+    return [make_record("beta", s, acc=a, seconds=seconds, memory=50 * MiB)
+            for s, a in enumerate(accs)]
+
+
 def baseline_runs() -> list[dict]:
     """alpha: three seeds of 0.80 (no seed spread); beta: 0.70/0.75/0.80 (seed std 0.05)."""
-    return ([make_record("alpha", s, acc=0.80, seconds=1.0, memory=100 * MiB) for s in range(3)]
-            + [make_record("beta", s, acc=a, seconds=2.0, memory=50 * MiB)
-               for s, a in ((0, 0.70), (1, 0.75), (2, 0.80))])
+    return alpha_runs() + beta_runs()
 
 
 @pytest.fixture
@@ -44,8 +53,7 @@ def golden(text: str) -> str:
 
 
 def test_improvement(workdir, capsys):
-    runs = ([make_record("alpha", s, acc=0.9, seconds=0.4, memory=100 * MiB) for s in range(3)]
-            + baseline_runs()[3:])
+    runs = alpha_runs(acc=0.9, seconds=0.4) + beta_runs()
     code, out = compare(workdir, runs, capsys)
     assert code == 0
     assert out == golden("""
@@ -71,9 +79,7 @@ def test_improvement(workdir, capsys):
 
 
 def test_regression_beyond_tolerance(workdir, capsys):
-    runs = ([make_record("alpha", s, acc=0.75, seconds=1.0, memory=100 * MiB) for s in range(3)]
-            + [make_record("beta", s, acc=a, seconds=3.5, memory=50 * MiB)
-               for s, a in ((0, 0.70), (1, 0.75), (2, 0.80))])
+    runs = alpha_runs(acc=0.75) + beta_runs(seconds=3.5)
     code, out = compare(workdir, runs, capsys)
     assert code == 1
     assert out == golden("""
@@ -101,9 +107,7 @@ def test_regression_beyond_tolerance(workdir, capsys):
 def test_changes_within_tolerance_or_seed_noise(workdir, capsys):
     # alpha: -0.01 accuracy (tolerance 0.02), +20% time, +10% memory: all within tolerance.
     # beta: -0.07 accuracy is beyond the 0.02 tolerance but within 2 x seed std (0.10).
-    runs = ([make_record("alpha", s, acc=0.79, seconds=1.2, memory=110 * MiB) for s in range(3)]
-            + [make_record("beta", s, acc=a, seconds=2.0, memory=50 * MiB)
-               for s, a in ((0, 0.66), (1, 0.68), (2, 0.70))])
+    runs = alpha_runs(acc=0.79, seconds=1.2, memory=110 * MiB) + beta_runs((0.66, 0.68, 0.70))
     code, out = compare(workdir, runs, capsys)
     assert code == 0
     assert out == golden("""
@@ -181,7 +185,7 @@ def test_newly_failing_is_a_regression_and_new_rows_are_listed(workdir, capsys):
 
 
 def test_missing_rows_are_listed_not_regressions(workdir, capsys):
-    code, out = compare(workdir, baseline_runs()[:3], capsys)
+    code, out = compare(workdir, alpha_runs(), capsys)
     assert code == 0
     assert out.splitlines()[-3:] == ["beta on synthetic: missing",
                                      "  in the baseline, not among the current runs",
@@ -207,8 +211,7 @@ def test_update_baseline_round_trip(workdir, capsys):
     # Tolerances written into the file override METRICS and survive an update.
     data["tolerances"] = {"seconds_per_epoch": {"tolerance": 1.0}}
     (workdir / "baseline.json").write_text(json.dumps(data))
-    slower = [make_record("alpha", s, acc=0.8, seconds=1.8, memory=100 * MiB) for s in range(3)]
-    write_all(workdir / "slower", slower)
+    write_all(workdir / "slower", alpha_runs(seconds=1.8))
     capsys.readouterr()
     assert cli_main(["compare", "--baseline", "baseline.json", "--runs", "slower"]) == 1
     out = capsys.readouterr().out

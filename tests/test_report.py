@@ -79,6 +79,11 @@ def md_header(markdown: str) -> list[str]:
     return md_row(markdown, "Method")
 
 
+def md_cells(markdown: str, first_cell: str, *more: str) -> dict[str, str]:
+    """The row of :func:`md_row` keyed by the column names of the first table in ``markdown``."""
+    return dict(zip(md_header(markdown), md_row(markdown, first_cell, *more)))
+
+
 @pytest.fixture
 def mixed(tmp_path):
     """alpha: 3 ok seeds; beta: 2 ok, 1 failed, 1 diverged; gamma: only failures."""
@@ -86,11 +91,9 @@ def mixed(tmp_path):
             for s, a, sec, m, c in ((0, 0.80, 1.0, 100 * MiB, (0.3, 0.6, 0.8)),
                                     (1, 0.82, 2.0, 110 * MiB, (0.4, 0.7, 0.8)),
                                     (2, 0.84, 3.0, 120 * MiB, (0.5, 0.5, 0.9)))]
-    recs += [make_record("beta", 0, acc=0.5, seconds=0.5, curve=(0.2, 0.4), synops=2.5e6,
-                         dense=1.2e7, spikes=0.25),
-             make_record("beta", 1, acc=0.7, seconds=0.5, curve=(0.2, 0.4), synops=2.5e6,
-                         dense=1.2e7, spikes=0.25),
-             make_record("beta", 2, status="failed", error="RuntimeError: out of cheese"),
+    recs += [make_record("beta", s, acc=a, seconds=0.5, curve=(0.2, 0.4), synops=2.5e6,
+                         dense=1.2e7, spikes=0.25) for s, a in ((0, 0.5), (1, 0.7))]
+    recs += [make_record("beta", 2, status="failed", error="RuntimeError: out of cheese"),
              make_record("beta", 3, status="diverged", curve=(0.1,), error="diverged: loss nan")]
     recs += [make_record("gamma", s, status="failed", error="ValueError: bad shape")
              for s in (0, 1)]
@@ -102,7 +105,7 @@ def test_markdown_and_csv_numbers(mixed):
     markdown, rows, _ = run_report(mixed, "--target-acc", "0.7")
     header = md_header(markdown)
     assert "Variant" not in header  # no method varies its hyperparameters here
-    alpha = dict(zip(header, md_row(markdown, "alpha")))
+    alpha = md_cells(markdown, "alpha")
     assert alpha["Test acc (mean ± std)"] == "0.820 ± 0.020 (n=3)"
     assert alpha["Best valid acc"] == "0.833 ± 0.058"
     assert alpha["s / epoch"] == "2.00 s"  # median over seeds
@@ -115,14 +118,14 @@ def test_markdown_and_csv_numbers(mixed):
     assert alpha["Dense SynOps / sample"] == "8 k"
     assert alpha["Runs"] == "3 ok"
 
-    beta = dict(zip(header, md_row(markdown, "beta")))
+    beta = md_cells(markdown, "beta")
     assert beta["Test acc (mean ± std)"] == "0.600 ± 0.141 (n=2)"
     assert beta["Time to target (timed / wall)"] == "not reached"
     assert beta["SynOps / sample"] == "2.5 M"
     assert beta["Dense SynOps / sample"] == "12 M"
     assert beta["Runs"] == "2 ok, 1 failed, 1 diverged"
 
-    gamma = dict(zip(header, md_row(markdown, "gamma")))
+    gamma = md_cells(markdown, "gamma")
     assert gamma["Test acc (mean ± std)"] == "—"  # never a 0.0
     assert gamma["s / epoch"] == "—"
     assert gamma["Runs"] == "0 ok, 2 failed"
@@ -150,11 +153,11 @@ def test_default_target_and_partial_reach(mixed):
     markdown, rows, _ = run_report(mixed)
     # best mean best-valid accuracy: alpha 0.8333 -> target floor(0.9 x 0.8333, 2) = 0.75
     assert "Target validation accuracy 0.75 (0.9 x best mean validation accuracy)." in markdown
-    alpha = dict(zip(md_header(markdown), md_row(markdown, "alpha")))
+    alpha = md_cells(markdown, "alpha")
     # seeds 0 and 2 reach 0.75 at epoch 3 (3 s and 9 s timed; 4.5 s and 13.5 s wall), seed 1 too
     assert alpha["Time to target (timed / wall)"] == "6.00 s / 9.00 s wall"
     markdown, _, _ = run_report(mixed, "--target-acc", "0.85")
-    alpha = dict(zip(md_header(markdown), md_row(markdown, "alpha")))
+    alpha = md_cells(markdown, "alpha")
     assert alpha["Time to target (timed / wall)"] == "9.00 s / 13.5 s wall (1/3 seeds)"
 
 
@@ -169,13 +172,11 @@ def test_retried_run_counts_once_and_variants_are_named(tmp_path):
     markdown, rows, _ = run_report(tmp_path)
     header = md_header(markdown)
     assert "Variant" in header
-    alpha = dict(zip(header, md_row(markdown, "alpha")))
+    alpha = md_cells(markdown, "alpha")
     assert alpha["Runs"] == "1 ok" and alpha["Test acc (mean ± std)"] == "0.900 (n=1)"
     assert alpha["Variant"] == "—"
-    assert dict(zip(header, md_row(markdown, "beta", "hidden=16")))["Test acc (mean ± std)"] \
-        == "0.600 ± 0.000 (n=2)"
-    assert dict(zip(header, md_row(markdown, "beta", "hidden=32")))["Test acc (mean ± std)"] \
-        == "0.700 ± 0.000 (n=2)"
+    assert md_cells(markdown, "beta", "hidden=16")["Test acc (mean ± std)"] == "0.600 ± 0.000 (n=2)"
+    assert md_cells(markdown, "beta", "hidden=32")["Test acc (mean ± std)"] == "0.700 ± 0.000 (n=2)"
     assert "1 older record of rerun configurations ignored" in markdown
     assert [r["variant"] for r in rows] == ["", "hidden=16", "hidden=32"]
 
@@ -196,9 +197,7 @@ def test_scale_records_get_their_own_table(mixed):
     write_all(mixed / "runs", _scale_records())
     markdown, rows, _ = run_report(mixed)
     scale_part = markdown.split("## Scaling with sequence length", 1)[1]
-    cells = md_row(scale_part, "beta", "synthetic-scale64x16", "16", "400")
-    header = md_row(scale_part, "Method")
-    beta = dict(zip(header, cells))
+    beta = md_cells(scale_part, "beta", "synthetic-scale64x16", "16", "400")
     assert beta["s / epoch (last)"] == "1.00 s"
     assert beta["s / batch"] == "0.250 s"
     assert beta["Peak train memory"] == "100.0 MiB"
