@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.api import InputError
 
-from .paths import OFFICIAL, data_dir, official_files, path_files, unknown_name
+from .paths import data_dir, dataset_files, unknown_name
 from .spikes import SpikeDataset
 
 __all__ = ["open_dataset", "data_dir", "SpikeDataset", "InputError"]
@@ -44,19 +44,20 @@ def open_dataset(
     directory = Path(data_dir).expanduser() if data_dir is not None else _paths.data_dir()
     if not isinstance(name, str) or not name:
         raise unknown_name(str(name))
-    common = dict(steps=steps, dt_ms=dt_ms, valid_fraction=valid_fraction, split_seed=split_seed)
+    display, files = dataset_files(name, directory)
     if name == "synthetic":
-        from .synthetic import ensure_synthetic, RECOMMENDED_EPOCHS
+        from .synthetic import RECOMMENDED_EPOCHS
 
-        files = ensure_synthetic(directory)
-        return SpikeDataset(
-            "synthetic", files, cache_dir=directory, recommended_epochs=RECOMMENDED_EPOCHS, **common
-        )
-    if name in OFFICIAL:
-        files = official_files(name, directory)
-        return SpikeDataset(name, files, cache_dir=directory, recommended_epochs=REFERENCE_EPOCHS, **common)
-    found = path_files(name)
-    if found is None:
-        raise unknown_name(name)
-    display, files = found
-    return SpikeDataset(display, files, cache_dir=directory, recommended_epochs=REFERENCE_EPOCHS, **common)
+        epochs = RECOMMENDED_EPOCHS
+    else:
+        epochs = REFERENCE_EPOCHS
+    return SpikeDataset(
+        display,
+        files,
+        steps=steps,
+        dt_ms=dt_ms,
+        valid_fraction=valid_fraction,
+        split_seed=split_seed,
+        cache_dir=directory,
+        recommended_epochs=epochs,
+    )

@@ -58,29 +58,45 @@ def steps_of(times: np.ndarray, dt_ms: float, n_steps: int) -> tuple[np.ndarray,
     return x[keep].astype(np.int32), keep
 
 
-def sample_index(offsets: np.ndarray) -> np.ndarray:
+def sample_index(offsets: np.ndarray, dtype: type = np.int32) -> np.ndarray:
     """Batch-local sample index of every spike, from CSR offsets."""
     lengths = np.diff(offsets)
-    return np.repeat(np.arange(lengths.shape[0], dtype=np.int32), lengths)
+    return np.repeat(np.arange(lengths.shape[0], dtype=dtype), lengths)
 
 
-def gather(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray | slice, np.ndarray]:
-    """Positions of the spikes of samples ``idx`` in a split's flat arrays, and the batch offsets.
+def kept_spikes(
+    times: np.ndarray, units: np.ndarray, offsets: np.ndarray, dt_ms: float, n_steps: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(sample, step, unit)`` of every spike inside the window, from CSR arrays."""
+    sample = sample_index(offsets)
+    steps, keep = steps_of(times, dt_ms, n_steps)
+    if keep is not None:
+        sample, units = sample[keep], units[keep]
+    return sample, steps, units
 
-    Contiguous ascending ``idx`` gives a slice (no copy needed); otherwise an int64 index array
-    built with repeat/cumsum.
-    """
+
+def gather_positions(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (int64) of the spikes of samples ``idx``, in that order, in a split's flat
+    arrays, and the offsets of the gathered samples."""
     idx = np.asarray(idx, dtype=np.int64)
     starts = offsets[idx]
     lengths = offsets[idx + 1] - starts
     new_offsets = np.zeros(idx.shape[0] + 1, dtype=np.int64)
     np.cumsum(lengths, out=new_offsets[1:])
+    positions = np.repeat(starts - new_offsets[:-1], lengths)
+    positions += np.arange(int(new_offsets[-1]), dtype=np.int64)
+    return positions, new_offsets
+
+
+def gather(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray | slice, np.ndarray]:
+    """As :func:`gather_positions`, but contiguous ascending ``idx`` gives a slice (no copy
+    needed) instead of an index array."""
+    idx = np.asarray(idx, dtype=np.int64)
     if idx.shape[0] and idx[-1] - idx[0] == idx.shape[0] - 1 and np.all(np.diff(idx) == 1):
-        return slice(int(offsets[idx[0]]), int(offsets[idx[-1] + 1])), new_offsets
-    total = int(new_offsets[-1])
-    shift = np.repeat(starts - new_offsets[:-1], lengths)
-    shift += np.arange(total, dtype=np.int64)
-    return shift, new_offsets
+        first, last = int(offsets[idx[0]]), int(offsets[idx[-1] + 1])
+        new_offsets = offsets[idx[0] : idx[-1] + 2].astype(np.int64) - first
+        return slice(first, last), new_offsets
+    return gather_positions(offsets, idx)
 
 
 def _runs(keys: np.ndarray, presorted: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -112,17 +128,24 @@ def _key_dtype(limit: int) -> type:
     return np.int32 if limit <= _INT32_MAX else np.int64
 
 
+def _bin_runs(
+    major: np.ndarray, minor: np.ndarray, n_minor: int, units: np.ndarray, n_in: int, limit: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Distinct flat keys ``(major * n_minor + minor) * n_in + units`` (all below ``limit``),
+    ascending, with their counts (None: all distinct)."""
+    keys = major.astype(_key_dtype(limit), copy=True)
+    keys *= n_minor
+    keys += minor
+    keys *= n_in
+    keys += units
+    return _runs(keys)
+
+
 def dense_from_steps(
     sample: np.ndarray, steps: np.ndarray, units: np.ndarray, batch: int, n_steps: int, n_in: int
 ) -> np.ndarray:
     """(batch, n_steps, n_in) uint8 counts from per-spike sample, step and unit indices."""
-    kd = _key_dtype(batch * n_steps * n_in)
-    keys = sample.astype(kd, copy=True)
-    keys *= n_steps
-    keys += steps
-    keys *= n_in
-    keys += units
-    uniq, counts = _runs(keys)
+    uniq, counts = _bin_runs(sample, steps, n_steps, units, n_in, batch * n_steps * n_in)
     x = np.zeros(batch * n_steps * n_in, dtype=np.uint8)
     if counts is None:
         x[uniq] = 1
@@ -135,13 +158,7 @@ def events_from_steps(
     sample: np.ndarray, steps: np.ndarray, units: np.ndarray, batch: int, n_steps: int, n_in: int
 ) -> Events:
     """Distinct (sample, step, unit) bins with counts, sorted by step, then sample, then unit."""
-    kd = _key_dtype(batch * n_steps * n_in)
-    keys = steps.astype(kd, copy=True)
-    keys *= batch
-    keys += sample
-    keys *= n_in
-    keys += units
-    uniq, counts = _runs(keys)
+    uniq, counts = _bin_runs(steps, sample, batch, units, n_in, batch * n_steps * n_in)
     uniq = uniq.astype(np.int64, copy=False)
     rest, unit = np.divmod(uniq, n_in)
     step, smp = np.divmod(rest, batch)
@@ -163,11 +180,7 @@ def bin_batch(
 ) -> np.ndarray | Events:
     """Bin one batch given as CSR arrays; ``fmt`` "dense" -> uint8 array, "events" -> Events."""
     batch = int(offsets.shape[0] - 1)
-    sample = sample_index(offsets)
-    steps, keep = steps_of(times, dt_ms, n_steps)
-    if keep is not None:
-        sample = sample[keep]
-        units = units[keep]
+    sample, steps, units = kept_spikes(times, units, offsets, dt_ms, n_steps)
     if fmt == "dense":
         return dense_from_steps(sample, steps, units, batch, n_steps, n_in)
     if fmt == "events":
@@ -193,14 +206,6 @@ class BinnedSplit:
     dt_ms: float
     n_spikes: int  # spikes in the source split
     n_dropped: int  # of those, outside the window [0, n_steps * dt_ms)
-
-    @property
-    def step(self) -> np.ndarray:
-        return self.code // self.code.dtype.type(self.n_in)
-
-    @property
-    def unit(self) -> np.ndarray:
-        return self.code % self.code.dtype.type(self.n_in)
 
 
 def precompute(
@@ -288,11 +293,6 @@ def precompute(
     )
 
 
-def _batch_sample(new_offsets: np.ndarray, dtype) -> np.ndarray:
-    lengths = np.diff(new_offsets)
-    return np.repeat(np.arange(lengths.shape[0], dtype=dtype), lengths)
-
-
 def dense_batch(bs: BinnedSplit, idx: np.ndarray) -> np.ndarray:
     """(len(idx), n_steps, n_in) uint8 counts of samples ``idx`` of a precomputed split."""
     pos, new_offsets = gather(bs.offsets, idx)
@@ -300,7 +300,7 @@ def dense_batch(bs: BinnedSplit, idx: np.ndarray) -> np.ndarray:
     tk = bs.n_steps * bs.n_in
     # int64 (intp) indices: numpy would convert narrower ones before scattering
     flat = bs.code[pos].astype(np.int64)
-    flat += _batch_sample(new_offsets, np.int64) * tk
+    flat += sample_index(new_offsets, np.int64) * tk
     x = np.zeros(batch * tk, dtype=np.uint8)
     if bs.count is None:
         x[flat] = 1
@@ -335,7 +335,7 @@ def events_batch(bs: BinnedSplit, idx: np.ndarray) -> Events:
     if total > 62:  # cannot pack: sort by a stable argsort on the step (slower, always right)
         order = np.argsort(step, kind="stable")
         return Events(
-            sample=_batch_sample(new_offsets, np.int64)[order],
+            sample=sample_index(new_offsets, np.int64)[order],
             step=step[order].astype(np.int64),
             unit=unit[order].astype(np.int64),
             count=(count[order] if count is not None else np.ones(order.shape[0])).astype(np.float32),
@@ -343,7 +343,7 @@ def events_batch(bs: BinnedSplit, idx: np.ndarray) -> Events:
     kd = np.int32 if total <= 31 else np.int64
     keys = step.astype(kd, copy=False)
     keys <<= kd(bb)
-    keys |= _batch_sample(new_offsets, kd)
+    keys |= sample_index(new_offsets, kd)
     keys <<= kd(bu_)
     keys |= unit
     if bc:

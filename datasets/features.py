@@ -15,11 +15,8 @@ from . import binning
 
 def _kept(dataset, split: str):
     raw = dataset.raw(split)
-    steps, keep = binning.steps_of(raw.times, dataset.dt_ms, dataset.n_steps)
-    sample = binning.sample_index(raw.offsets)
-    units = raw.units
-    if keep is not None:
-        sample, units = sample[keep], units[keep]
+    sample, steps, units = binning.kept_spikes(raw.times, raw.units, raw.offsets, dataset.dt_ms,
+                                               dataset.n_steps)
     return raw.n_samples, sample.astype(np.int64), steps.astype(np.int64), units.astype(np.int64)
 
 

@@ -133,11 +133,11 @@ def _read_open(f, path: Path, n_in: int) -> RawSplit:
             f"{path}: wrong schema: sample {i} has {t_len[i]} spike times but {u_len[i]} units"
         )
 
-    if labels.dtype.kind not in "iub":
-        if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
-            pass
-        else:
-            raise InputError(f"{path}: wrong schema: /labels must be integers, got {labels.dtype}")
+    whole_floats = (
+        labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))
+    )
+    if labels.dtype.kind not in "iub" and not whole_floats:
+        raise InputError(f"{path}: wrong schema: /labels must be integers, got {labels.dtype}")
     labels = labels.astype(np.int64)
     if labels.min() < 0:
         raise InputError(f"{path}: label {int(labels.min())} out of range (labels must be >= 0)")

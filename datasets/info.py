@@ -9,23 +9,14 @@ import numpy as np
 from bench.api import InputError
 
 from .h5 import RawSplit, read_split
-from .paths import OFFICIAL, SPLITS, official_files, path_files, unknown_name
+from .paths import SPLITS, dataset_files
 
 
 def _files(path_or_name: str, data_dir: str | Path | None) -> tuple[str, dict[str, Path]]:
     from . import paths
 
     directory = Path(data_dir).expanduser() if data_dir is not None else paths.data_dir()
-    if path_or_name == "synthetic":
-        from .synthetic import ensure_synthetic
-
-        return "synthetic", ensure_synthetic(directory)
-    if path_or_name in OFFICIAL:
-        return path_or_name, official_files(path_or_name, directory)
-    found = path_files(path_or_name)
-    if found is None:
-        raise unknown_name(path_or_name)
-    return found
+    return dataset_files(path_or_name, directory)
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:

@@ -89,6 +89,21 @@ def path_files(name: str) -> tuple[str, dict[str, Path]] | None:
     return None
 
 
+def dataset_files(name: str, directory: Path) -> tuple[str, dict[str, Path]]:
+    """(display name, split -> file) of ``synthetic`` (generated under ``directory`` when
+    missing), ``shd``/``ssc`` (in ``directory``) or a path; InputError when there is none."""
+    if name == "synthetic":
+        from .synthetic import ensure_synthetic
+
+        return "synthetic", ensure_synthetic(directory)
+    if name in OFFICIAL:
+        return name, official_files(name, directory)
+    found = path_files(name)
+    if found is None:
+        raise unknown_name(name)
+    return found
+
+
 def unknown_name(name: str) -> InputError:
     if os.sep in name or name.startswith((".", "~")) or name.endswith(".h5"):
         return InputError(

@@ -30,8 +30,8 @@ from bench.api import Batch, DatasetSpec, InputError
 from . import binning
 from .h5 import N_IN, RawSplit, read_split
 from .hashing import cached_md5, md5_of_json
+from .paths import SPLITS
 
-SPLITS = ("train", "valid", "test")
 FORMATS = ("dense", "events")
 HASH_VERSION = 1
 
@@ -203,7 +203,7 @@ class SpikeDataset:
         self.dt_ms = dt_ms
         self.n_in = int(n_in)
         self.recommended_epochs = int(recommended_epochs)
-        self._binned: dict[tuple[str, int, float], binning.BinnedSplit] = {}
+        self._binned: dict[str, binning.BinnedSplit] = {}
         files = {split: (src["path"] or f"{name}/{split}") for split, src in sources.items()}
 
         keys = next((r.keys for r in raw.values() if r.keys), None)
@@ -298,13 +298,12 @@ class SpikeDataset:
 
     def binned(self, split: str) -> binning.BinnedSplit:
         """The split binned at this dataset's (dt_ms, n_steps), computed once and kept."""
-        key = (split, self.n_steps, self.dt_ms)
-        if key not in self._binned:
+        if split not in self._binned:
             r = self._split(split)
-            self._binned[key] = binning.precompute(
+            self._binned[split] = binning.precompute(
                 r.times, r.units, r.offsets, self.dt_ms, self.n_steps, self.n_in
             )
-        return self._binned[key]
+        return self._binned[split]
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{s}={self.split_size(s)}" for s in SPLITS)
@@ -345,21 +344,18 @@ class SpikeDataset:
             idx = order[start : start + batch_size]
             if drop_last and idx.shape[0] < batch_size:
                 return
-            if transform is None:
-                y = raw.labels[idx].astype(np.int64)
-                if fmt == "dense":
-                    yield Batch(y=y, n_steps=self.n_steps, n_in=self.n_in, x=binning.dense_batch(binned, idx))
-                else:
-                    yield Batch(y=y, n_steps=self.n_steps, n_in=self.n_in, events=binning.events_batch(binned, idx))
+            if transform is not None:
+                yield self._transformed(raw, idx, fmt, transform, rng)
                 continue
-            yield self._transformed(raw, idx, fmt, transform, rng)
+            y = raw.labels[idx].astype(np.int64)
+            if fmt == "dense":
+                yield Batch(y=y, n_steps=self.n_steps, n_in=self.n_in, x=binning.dense_batch(binned, idx))
+            else:
+                yield Batch(y=y, n_steps=self.n_steps, n_in=self.n_in, events=binning.events_batch(binned, idx))
 
     def _transformed(self, raw: RawSplit, idx, fmt, transform, rng) -> Batch:
-        pos, offsets = binning.gather(raw.offsets, idx)
-        times = np.array(raw.times[pos], copy=True)
-        units = np.array(raw.units[pos], copy=True)
-        labels = raw.labels[idx].astype(np.int64)
-        out = transform(times, units, offsets, labels, rng)
+        part = subset(raw, idx)
+        out = transform(part.times, part.units, part.offsets, part.labels.astype(np.int64), rng)
         try:
             times, units, offsets, labels, n_in = out
         except (TypeError, ValueError):
@@ -381,8 +377,7 @@ class SpikeDataset:
             raise ValueError("transform returned inconsistent times/units/offsets/labels")
         if units.size and (int(units.min()) < 0 or int(units.max()) >= n_in):
             raise ValueError(f"transform returned a unit outside 0..{n_in - 1}")
+        binned = binning.bin_batch(times, units, offsets, self.n_steps, self.dt_ms, n_in, fmt)
         if fmt == "dense":
-            x = binning.bin_batch(times, units, offsets, self.n_steps, self.dt_ms, n_in, "dense")
-            return Batch(y=labels, n_steps=self.n_steps, n_in=n_in, x=x)
-        ev = binning.bin_batch(times, units, offsets, self.n_steps, self.dt_ms, n_in, "events")
-        return Batch(y=labels, n_steps=self.n_steps, n_in=n_in, events=ev)
+            return Batch(y=labels, n_steps=self.n_steps, n_in=n_in, x=binned)
+        return Batch(y=labels, n_steps=self.n_steps, n_in=n_in, events=binned)

@@ -30,11 +30,12 @@ import numpy as np
 
 from bench.api import InputError
 
+from .h5 import N_IN, write_h5
+
 VERSION = 2  # bump whenever the generated data changes: caches are keyed on it
 SPAN = 0.72  # seconds from the first burst's onset to the last one's end (before tempo changes)
 MIN_GAP = 0.04
 RECOMMENDED_EPOCHS = 2
-N_IN = 700
 
 
 @dataclass(frozen=True)
@@ -180,8 +181,6 @@ def directory_name(p: SyntheticParams = SyntheticParams()) -> str:
 
 def ensure_synthetic(data_dir: str | os.PathLike, p: SyntheticParams = SyntheticParams()) -> dict[str, Path]:
     """The synthetic split files under ``data_dir``; generated (atomically) when missing."""
-    from .h5 import write_h5
-
     directory = Path(data_dir) / directory_name(p)
     files = {split: directory / f"synthetic_{split}.h5" for split in ("train", "test")}
     if all(f.is_file() for f in files.values()):

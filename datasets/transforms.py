@@ -48,6 +48,8 @@ import numpy as np
 
 from bench.api import InputError
 
+from .binning import gather_positions, sample_index
+
 MAX_BLEND = 1.0  # at most one extra sample per sample of the batch
 
 
@@ -93,27 +95,11 @@ def build(hparams, n_in: int):
 # Helpers on CSR batches.
 
 
-def _sample_index(offsets: np.ndarray) -> np.ndarray:
-    lengths = np.diff(offsets)
-    return np.repeat(np.arange(lengths.shape[0], dtype=np.int32), lengths)
-
-
 def _keep(times, units, offsets, keep):
     """Drop the spikes where ``keep`` is False; offsets follow."""
     kept_before = np.zeros(keep.shape[0] + 1, dtype=np.int64)
     np.cumsum(keep, out=kept_before[1:])
     return times[keep], units[keep], kept_before[offsets]
-
-
-def _gather(offsets: np.ndarray, idx: np.ndarray):
-    """Positions in the flat arrays of the spikes of samples ``idx`` (in that order), and the
-    offsets of the gathered samples."""
-    starts = offsets[idx]
-    lengths = offsets[idx + 1] - starts
-    new_offsets = np.zeros(idx.shape[0] + 1, dtype=np.int64)
-    np.cumsum(lengths, out=new_offsets[1:])
-    pos = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1], dtype=np.int64)
-    return pos, new_offsets
 
 
 def _unit_dtype(like: np.ndarray, n_in: int):
@@ -212,10 +198,10 @@ def blend(times, units, offsets, labels, rng, fraction: float, n_in: int):
     dt = np.where(both, mean_t[anchor] - mean_t[partner], 0.0).astype(np.float32)
     du = np.where(both, np.rint(mean_u[anchor] - mean_u[partner]), 0).astype(np.int32)
 
-    pos_a, off_a = _gather(offsets, anchor)
-    pos_b, off_b = _gather(offsets, partner)
-    new_a = _sample_index(off_a)
-    new_b = _sample_index(off_b)
+    pos_a, off_a = gather_positions(offsets, anchor)
+    pos_b, off_b = gather_positions(offsets, partner)
+    new_a = sample_index(off_a)
+    new_b = sample_index(off_b)
     t_b = times[pos_b] + dt[new_b]
     u_b = units[pos_b] + du[new_b]
     keep_a = rng.random(pos_a.shape[0]) < 0.5
@@ -259,7 +245,7 @@ class DelayLines:
         offsets = np.asarray(offsets, dtype=np.int64)
         n_out = self.n_in * self.lines
         lengths = np.diff(offsets)
-        sample = _sample_index(offsets)
+        sample = sample_index(offsets)
         copies = np.arange(self.lines, dtype=np.int64)[:, None]
         # Spike p of sample i, copy c -> lines * offsets[i] + c * len_i + (p - offsets[i]).
         base = (self.lines - 1) * offsets[sample] + np.arange(times.shape[0], dtype=np.int64)

@@ -192,10 +192,7 @@ def test_empty_batch_and_empty_samples():
 def test_binned_through_the_dataset_hook(tmp_path):
     """The transform plugs into SpikeDataset.batches: augmented training batches, and
     evaluation batches with n-fold inputs."""
-    datasets = pytest.importorskip("datasets")
-    open_dataset = getattr(datasets, "open_dataset", None)
-    if open_dataset is None:
-        pytest.skip("datasets.open_dataset not available")
+    from datasets import open_dataset
     from datasets.h5 import write_h5
 
     rng = np.random.default_rng(0)
