@@ -41,9 +41,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bench.api import BaseHparams, Batch, DatasetSpec, DivergedError, InferenceStats, InputError, Method
+from bench.api import BaseHparams, Batch, DatasetSpec, InferenceStats, InputError, Method
 from methods import lif
-from methods.torch_common import seed_torch, sync_device, torch_device
+from methods.torch_common import check_loss, seed_torch, sync_device, torch_device
 
 
 @dataclass
@@ -221,7 +221,6 @@ class AnnConversion(Method):
     framework = "torch"
     Hparams = AnnHparams
     input_format = "dense"
-    max_loss = 1e4
 
     def setup(self, spec: DatasetSpec, hparams: AnnHparams, seed: int, device: str) -> None:
         seed_torch(seed)
@@ -266,8 +265,7 @@ class AnnConversion(Method):
         logits, _ = self.ann(c)
         loss = torch.nn.functional.cross_entropy(logits, labels)
         value = float(loss.detach())
-        if not math.isfinite(value) or value > self.max_loss:
-            raise DivergedError(f"loss became {value}")
+        check_loss(value)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.hp.grad_clip > 0:

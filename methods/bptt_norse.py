@@ -45,7 +45,7 @@ from norse.torch.functional.superspike import SuperSpike
 
 from methods import lif
 from methods.bptt_snntorch import BpttHparams
-from methods.torch_common import TorchNetworkMethod
+from methods.torch_common import TorchNetworkMethod, weight_parameters
 
 
 class SlopedSuperSpike(SuperSpike):
@@ -96,10 +96,7 @@ class NorseNetwork(torch.nn.Module):
     def __init__(self, weights: dict[str, np.ndarray], decays: lif.Decays, slope: float,
                  dt: float = 1.0):
         super().__init__()
-        self.w_in = torch.nn.Parameter(torch.from_numpy(weights["w_in"]))
-        self.w_rec = (torch.nn.Parameter(torch.from_numpy(weights["w_rec"]))
-                      if "w_rec" in weights else None)
-        self.w_out = torch.nn.Parameter(torch.from_numpy(weights["w_out"]))
+        self.w_in, self.w_rec, self.w_out = weight_parameters(weights)
         self.dt = dt
         self.p_hidden = lif_parameters(decays, dt, slope)
         self.p_hidden_li = li_parameters(decays.beta, decays.alpha, dt)
@@ -127,7 +124,6 @@ class NorseNetwork(torch.nn.Module):
 
 class BpttNorse(TorchNetworkMethod):
     name = "bptt-norse"
-    framework = "torch"
     Hparams = BpttHparams
     input_format = "dense"
 

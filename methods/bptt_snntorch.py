@@ -18,10 +18,9 @@ import torch
 import snntorch
 from snntorch import surrogate
 
-from bench.api import Batch, DatasetSpec, InferenceStats, Method, NetworkHparams, validate_network
+from bench.api import NetworkHparams, validate_network
 from methods import lif
-from methods.readouts import TorchReadout
-from methods.torch_common import TorchNetworkMethod
+from methods.torch_common import TorchNetworkMethod, weight_parameters
 
 
 @dataclass
@@ -35,10 +34,7 @@ class BpttHparams(NetworkHparams):
 class SnntorchNetwork(torch.nn.Module):
     def __init__(self, weights: dict[str, np.ndarray], decays: lif.Decays, slope: float):
         super().__init__()
-        self.w_in = torch.nn.Parameter(torch.from_numpy(weights["w_in"]))
-        self.w_rec = (torch.nn.Parameter(torch.from_numpy(weights["w_rec"]))
-                      if "w_rec" in weights else None)
-        self.w_out = torch.nn.Parameter(torch.from_numpy(weights["w_out"]))
+        self.w_in, self.w_rec, self.w_out = weight_parameters(weights)
         self.decays = decays
         self.hidden = snntorch.Synaptic(
             alpha=decays.beta, beta=decays.alpha, threshold=lif.THETA,
@@ -75,7 +71,6 @@ class SnntorchNetwork(torch.nn.Module):
 
 class BpttSnntorch(TorchNetworkMethod):
     name = "bptt-snntorch"
-    framework = "torch"
     Hparams = BpttHparams
     input_format = "dense"
 

@@ -50,7 +50,6 @@ from bench.measure import limit_cpu_affinity  # noqa: E402
 # count) the affinity mask is what keeps JAX to the run's cores.
 XLA_ENV["cpu_affinity"] = str(limit_cpu_affinity() if not _JAX_ALREADY_IMPORTED else None)
 
-import math  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -61,13 +60,11 @@ import optax  # noqa: E402
 import spyx  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from bench.api import (  # noqa: E402
-    Batch, DatasetSpec, DivergedError, InferenceStats, InputError, Method)
+from bench.api import Batch, DatasetSpec, InferenceStats, InputError, Method  # noqa: E402
 from methods import lif  # noqa: E402
 from methods.bptt_snntorch import BpttHparams  # noqa: E402
 from methods.readouts import time_weights  # noqa: E402
-
-MAX_LOSS = 1e4  # as TorchNetworkMethod.max_loss
+from methods.torch_common import check_loss  # noqa: E402
 
 #: compiled train/predict steps of this process, shared by instances that run the same program
 #: (a second instance with equal network, hyperparameters, shapes and device compiles nothing;
@@ -322,8 +319,7 @@ class BpttSpyx(Method):
         step = self._compiled_train(shape)
         params, opt_state, loss, correct = step(self.params, self.opt_state, x, y, mask)
         value = float(loss)
-        if not math.isfinite(value) or value > MAX_LOSS:
-            raise DivergedError(f"loss became {value}")
+        check_loss(value)
         self.params, self.opt_state = params, opt_state
         return {"loss": value, "correct": int(correct)}
 

@@ -58,11 +58,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bench.api import (Batch, DatasetSpec, DivergedError, InferenceStats, InputError, Method,
-                       NetworkHparams, validate_network)
+from bench.api import (Batch, DatasetSpec, InferenceStats, InputError, Method, NetworkHparams,
+                       validate_network)
 from methods import lif
 from methods.readouts import time_weights
-from methods.torch_common import seed_torch, sync_device, torch_device
+from methods.torch_common import check_loss, seed_torch, sync_device, torch_device
 
 
 @dataclass
@@ -294,7 +294,6 @@ class Eprop(Method):
     framework = "torch"
     Hparams = EpropHparams
     input_format = "dense"
-    max_loss = 1e4
 
     def setup(self, spec: DatasetSpec, hparams: EpropHparams, seed: int, device: str) -> None:
         seed_torch(seed)
@@ -373,8 +372,7 @@ class Eprop(Method):
         with torch.no_grad():
             out = self.run(x, labels)
         value = float(out["loss"])
-        if not math.isfinite(value) or value > self.max_loss:
-            raise DivergedError(f"loss became {value}")
+        check_loss(value)
         grads = self.gradients(out["learner"])
         if self.hp.grad_clip > 0:
             norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
@@ -389,8 +387,8 @@ class Eprop(Method):
     def predict(self, batch: Batch) -> np.ndarray:
         with torch.no_grad():
             out = self.run(torch.from_numpy(batch.x).to(self.device), None)
-        self._stats = count_stats(out["counts"].double().cpu().numpy(), batch, self.hp,
-                                  self.spec.n_classes)
+        self._stats = lif.count_stats(out["counts"].double().cpu().numpy(), batch, self.hp,
+                                      self.spec.n_classes)
         return out["scores"].float().cpu().numpy()
 
     def inference_stats(self) -> InferenceStats | None:
@@ -409,10 +407,3 @@ class Eprop(Method):
                 self.params[key].copy_(value)
         self.feedback = state["feedback"].to(self.device)
         self.optimizer.load_state_dict(state["optimizer"])
-
-
-def count_stats(hidden_spikes: np.ndarray, batch: Batch, hp: NetworkHparams,
-                n_out: int) -> InferenceStats:
-    """Inference statistics from per-sample hidden spike counts (no per-step storage)."""
-    active = hidden_spikes / float(hp.hidden * batch.n_steps)
-    return lif.inference_stats(hidden_spikes, active, batch, hp.hidden, hp.recurrent, n_out)

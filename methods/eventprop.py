@@ -93,7 +93,7 @@ from bench.api import (Batch, DatasetSpec, DivergedError, InferenceStats, InputE
                        NetworkHparams, validate_network)
 from methods import lif
 from methods.readouts import time_weights
-from methods.torch_common import seed_torch, sync_device, torch_device
+from methods.torch_common import check_loss, seed_torch, sync_device, torch_device
 
 THETA = lif.THETA
 
@@ -319,7 +319,6 @@ class EventProp(Method):
     framework = "torch"
     Hparams = EventPropHparams
     input_format = "events"
-    max_loss = 1e4  # a loss above this counts as exploding
     # The backward's recurrent shift term by row gathers when a step has at most this fraction of
     # (sample, neuron) pairs spiking, else by one dense product (crossover measured on a CPU core:
     # ~150 spikes at 32 x 256).
@@ -418,8 +417,7 @@ class EventProp(Method):
         error = (error / batch.size).to(self.dtype)
         correct_t = (fw.scores.argmax(dim=1) == labels).sum()
         loss, correct = float(loss_t), int(correct_t)
-        if not math.isfinite(loss) or loss > self.max_loss:
-            raise DivergedError(f"loss became {loss}")
+        check_loss(loss)
         if self.hp.timing == "grid":
             grads = self._grid_backward(blocks, fw, error)
         else:

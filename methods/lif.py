@@ -127,3 +127,10 @@ def inference_stats(hidden_spikes: np.ndarray, active_fraction: np.ndarray, batc
     return InferenceStats(hidden_spikes=hidden_spikes, n_neurons=hidden, synops=synops,
                           dense_synops=dense,
                           active_fraction=np.asarray(active_fraction, dtype=np.float64))
+
+
+def count_stats(hidden_spikes: np.ndarray, batch, hp, n_out: int):
+    """:func:`inference_stats` from per-sample hidden spike counts alone (no per-step storage):
+    the active fraction is the spike count over neuron-steps (at most one spike per step)."""
+    active = hidden_spikes / float(hp.hidden * batch.n_steps)
+    return inference_stats(hidden_spikes, active, batch, hp.hidden, hp.recurrent, n_out)

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from bench.api import Batch, DatasetSpec, InputError, NetworkHparams, validate_network
 from methods import lif
-from methods.torch_common import TorchNetworkMethod
+from methods.torch_common import TorchNetworkMethod, weight_parameters
 
 SPIKE_MODES = ("T", "D", "SB", "TRB", "none")
 OPTIMIZERS = ("adam", "adamax")
@@ -150,10 +150,7 @@ class ParaLIFNetwork(torch.nn.Module):
         super().__init__()
         if spike_mode not in SPIKE_MODES:
             raise ValueError(f"unknown spike_mode {spike_mode!r}")
-        self.w_in = torch.nn.Parameter(torch.from_numpy(weights["w_in"]))
-        self.w_rec = (torch.nn.Parameter(torch.from_numpy(weights["w_rec"]))
-                      if "w_rec" in weights else None)
-        self.w_out = torch.nn.Parameter(torch.from_numpy(weights["w_out"]))
+        self.w_in, self.w_rec, self.w_out = weight_parameters(weights)
         self.decays, self.spike_mode, self.slope = decays, spike_mode, slope
         self.generator: torch.Generator | None = None  # for the Bernoulli modes
         self._kernels: dict[tuple, tuple[int, torch.Tensor, torch.Tensor]] = {}
@@ -203,7 +200,6 @@ class ParaLIFNetwork(torch.nn.Module):
 
 class ParaLIF(TorchNetworkMethod):
     name = "paralif"
-    framework = "torch"
     Hparams = ParaLIFHparams
     input_format = "dense"
     EVAL_SEED_OFFSET = 1_000_003
@@ -221,10 +217,6 @@ class ParaLIF(TorchNetworkMethod):
         self.train_generator.manual_seed(seed)
         self.eval_generator = torch.Generator(device=self.device)
         self.net.generator = self.train_generator
-
-    def train_step(self, batch: Batch) -> dict[str, float]:
-        self.net.generator = self.train_generator
-        return super().train_step(batch)
 
     def predict(self, batch: Batch) -> np.ndarray:
         self.eval_generator.manual_seed(self.seed + self.EVAL_SEED_OFFSET)

@@ -49,8 +49,7 @@ import torch
 from bench.api import (Batch, DatasetSpec, InferenceStats, InputError, Method, NetworkHparams,
                        validate_network)
 from methods import lif
-from methods.eprop import count_stats
-from methods.torch_common import seed_torch, torch_device
+from methods.torch_common import seed_torch, sync_device, torch_device
 
 
 @dataclass
@@ -262,12 +261,15 @@ class RStdp(Method):
     def predict(self, batch: Batch) -> np.ndarray:
         with torch.no_grad():
             out = self.run(torch.from_numpy(batch.x).to(self.device), train=False)
-        self._stats = count_stats(out["hidden_count"].double().cpu().numpy(), batch, self.hp,
-                                  self.spec.n_classes)
+        self._stats = lif.count_stats(out["hidden_count"].double().cpu().numpy(), batch, self.hp,
+                                      self.spec.n_classes)
         return out["scores"].cpu().numpy()
 
     def inference_stats(self) -> InferenceStats | None:
         return self._stats
+
+    def sync(self) -> None:
+        sync_device(self.device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"w_in": self.w_in.clone(), "w_rec": None if self.w_rec is None else self.w_rec.clone(),

@@ -18,6 +18,26 @@ from methods import lif
 from methods.readouts import TorchReadout
 
 
+MAX_LOSS = 1e4  # a training loss above this counts as exploding
+
+
+def check_loss(value: float, max_loss: float = MAX_LOSS) -> None:
+    """Raise :class:`DivergedError` when a training loss is not finite or above ``max_loss``."""
+    if not math.isfinite(value) or value > max_loss:
+        raise DivergedError(f"loss became {value}")
+
+
+def weight_parameters(
+    weights: dict[str, np.ndarray],
+) -> tuple[torch.nn.Parameter, torch.nn.Parameter | None, torch.nn.Parameter]:
+    """(w_in, w_rec, w_out) of :func:`methods.lif.init_weights` as parameters; w_rec is None when
+    the network is not recurrent."""
+    w_rec = weights.get("w_rec")
+    return (torch.nn.Parameter(torch.from_numpy(weights["w_in"])),
+            None if w_rec is None else torch.nn.Parameter(torch.from_numpy(w_rec)),
+            torch.nn.Parameter(torch.from_numpy(weights["w_out"])))
+
+
 def torch_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         from bench.api import InputError
@@ -53,7 +73,7 @@ class TorchNetworkMethod(Method):
     """Base of the torch adapters of the shared network (see module docstring)."""
 
     framework = "torch"
-    max_loss = 1e4  # a loss above this counts as exploding
+    max_loss = MAX_LOSS
 
     def build(self, weights: dict[str, np.ndarray], hp: Any) -> torch.nn.Module:
         raise NotImplementedError
@@ -75,8 +95,7 @@ class TorchNetworkMethod(Method):
         _, traces = self.net(x)
         loss, scores = self.readout.loss(traces, labels)
         value = float(loss.detach())
-        if not math.isfinite(value) or value > self.max_loss:
-            raise DivergedError(f"loss became {value}")
+        check_loss(value, self.max_loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from bench.api import Batch, DatasetSpec, Events, hparam_fields, make_hparams
@@ -44,7 +42,3 @@ def tiny_batch(seed: int, spec: DatasetSpec = TINY_SPEC, batch_size: int = 8, ra
     else:
         batch.events = dense_to_events(x)
     return batch
-
-
-def replace_hparams(hparams, **changes):
-    return dataclasses.replace(hparams, **changes)
