@@ -112,9 +112,10 @@ def load_runs(dirs: Iterable[str | Path]) -> tuple[list[dict], int]:
 def run_identity(record: dict) -> tuple:
     """What makes two records the same run: a rerun of it supersedes the older record."""
     env = record.get("env") or {}
+    repeat = (record.get("tags") or {}).get("repeat")  # `bench scale --repeats`: kept side by side
     return (record.get("method"), record.get("dataset"), record.get("dataset_hash"),
             record.get("seed"), record.get("method_version"), env.get("device", "cpu"),
-            is_scale(record))
+            is_scale(record), repeat)
 
 
 def latest_per_run(found: list[dict]) -> tuple[list[dict], int]:

@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-ms", type=float, default=1000.0,
                         help="duration of data binned into T steps (default 1000 ms)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1, metavar="N",
+                        help="run each point N times and report the medians: a CPU run's peak "
+                             "memory depends on how the C allocator reuses freed memory, and "
+                             "varies between identical runs (default 1)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="further hyperparameter of every run")
     parser.add_argument("--baseline-method", default=None,
@@ -92,6 +96,8 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--window-ms must be positive, got {args.window_ms}")
     if args.threads < 1:
         raise InputError("--threads must be at least 1")
+    if args.repeats < 1:
+        raise InputError(f"--repeats must be at least 1, got {args.repeats}")
     fixed = suite.parse_pairs(args.overrides, "--set")
     clash = sorted(set(fixed) & {"steps", "dt_ms", "hidden", "batch_size"})
     if clash:
@@ -110,10 +116,13 @@ def main(args: argparse.Namespace) -> int:
                 tags = {"scale": "1", "steps": str(t), "hidden": str(h),
                         "batch_size": str(args.batch_size), "max_batches": str(args.max_batches),
                         "window_ms": f"{args.window_ms:g}"}
-                cells += suite.build_cells(methods=[method], datasets=[dataset], seeds=[args.seed],
-                                           epochs=args.epochs,
-                                           overrides=[f"{k}={v}" for k, v in overrides.items()],
-                                           device=args.device, tags=tags)
+                for repeat in range(args.repeats):
+                    if repeat:  # the first repeat keeps the tags of a single-run sweep
+                        tags = {**tags, "repeat": str(repeat)}
+                    cells += suite.build_cells(
+                        methods=[method], datasets=[dataset], seeds=[args.seed], epochs=args.epochs,
+                        overrides=[f"{k}={v}" for k, v in overrides.items()], device=args.device,
+                        tags=tags)
     options = suite.RunOptions(out=args.out, threads=args.threads, time_limit=args.time_limit)
     if args.dry_run:
         for cell in cells:
@@ -179,14 +188,26 @@ def _ratio(value: float | None, reference: float | None) -> str:
     return f"x{value / reference:.2f}"
 
 
+def _median(values: list[float | None]) -> float | None:
+    known = sorted(v for v in values if v is not None)
+    if not known:
+        return None
+    mid = len(known) // 2
+    return known[mid] if len(known) % 2 else (known[mid - 1] + known[mid]) / 2
+
+
 def format_table(outcomes, baseline: str) -> str:
-    figures: dict[tuple[str, int, int], tuple] = {}
+    runs: dict[tuple[str, int, int], list[tuple]] = {}
     status: dict[tuple[str, int, int], str] = {}
     for outcome in outcomes:
         hp = dict(outcome.cell.overrides)
         key = (outcome.cell.method, int(hp["hidden"]), int(hp["steps"]))
-        figures[key] = point_figures(outcome)
+        runs.setdefault(key, []).append(point_figures(outcome))
         status[key] = outcome.status
+    # a point's figures: the medians over its repeats that finished
+    figures = {key: (_median([r[0] for r in rs]), _median([r[1] for r in rs]))
+               for key, rs in runs.items()}
+    repeats = max(len(rs) for rs in runs.values())
     methods = list(dict.fromkeys(k[0] for k in figures))
     hiddens = sorted({k[1] for k in figures})
     steps = sorted({k[2] for k in figures})
@@ -211,10 +232,17 @@ def format_table(outcomes, baseline: str) -> str:
                 row.append(f"{_ratio(sec, base[0])} | {_ratio(mem, base[1])}")
             rows.append(row)
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["Scaling with sequence length (timed seconds of the last epoch | peak training memory)",
+    title = "Scaling with sequence length (timed seconds of the last epoch | peak training memory)"
+    if repeats > 1:
+        title += f", medians of {repeats} runs per point"
+        header_spread = _spread_lines(runs, methods, hiddens, steps)
+    else:
+        header_spread = []
+    lines = [title,
              "  ".join(h.ljust(w) for h, w in zip(header, widths)),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += header_spread
     lines.append("")
     lines.append(f"Growth from T={steps[0]} to T={steps[-1]}:")
     for m in methods:
@@ -224,3 +252,17 @@ def format_table(outcomes, baseline: str) -> str:
             lines.append(f"  {m} (hidden {h}): time {_ratio(last[0], first[0])}, "
                          f"memory {_ratio(last[1], first[1])}")
     return "\n".join(lines)
+
+
+def _spread_lines(runs, methods, hiddens, steps) -> list[str]:
+    """The range of peak memory over each point's repeats."""
+    lines = ["", "Peak memory over the repeats (min .. max):"]
+    for m in methods:
+        for h in hiddens:
+            cells = []
+            for t in steps:
+                peaks = sorted(r[1] for r in runs.get((m, h, t), []) if r[1] is not None)
+                if peaks:
+                    cells.append(f"T={t} {fmt_bytes(peaks[0])} .. {fmt_bytes(peaks[-1])}")
+            lines.append(f"  {m} (hidden {h}): " + ", ".join(cells))
+    return lines

@@ -46,6 +46,11 @@ elementwise pass. Memory: O(B n_pre N m + chunk B (n_pre + N)) with n_pre = n_in
 T; the work equals the per-step recursion's, done by BLAS. The ALIF term epsa is not factorised and
 is stepped elementwise, O(B n_pre N) per step: slow, off by default.
 
+Input: the batch's events (``Batch.events``), densified one block of ``chunk`` steps at a time
+into a reused buffer, so no (B, T, n_in) array exists. The per-batch state (traces, carried filter
+state, accumulated updates) lives in buffers allocated once per batch size and zeroed per batch:
+peak memory then does not depend on how the C allocator happened to place earlier batches.
+
 Prediction: the shared readout (``loss``: sum_t w(t) V_o[t] / T, or max) of V_o.
 """
 
@@ -58,8 +63,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bench.api import (Batch, DatasetSpec, InferenceStats, InputError, Method, NetworkHparams,
-                       validate_network)
+from bench.api import (Batch, DatasetSpec, Events, InferenceStats, InputError, Method,
+                       NetworkHparams, validate_network)
 from methods import lif
 from methods.readouts import time_weights
 from methods.torch_common import check_loss, seed_torch, sync_device, torch_device
@@ -161,6 +166,13 @@ class Network:
         self.zb = torch.zeros(chunk, batch, hidden, dtype=torch.bool, device=like.device)
         self.rho = math.exp(-hp.dt_ms / hp.tau_adapt)
 
+    def reset(self) -> None:
+        """The state at t = -1 (all zero), kept in the same buffers."""
+        for state in (self.I, self.V, self.zq, self.zf, self.a):
+            if state is not None:
+                state.zero_()
+        self.z = torch.zeros_like(self.I)
+
     def step(self, k: int, drive: torch.Tensor, w_rec: torch.Tensor | None) -> None:
         dec, hp = self.dec, self.hp
         current = drive if w_rec is None else torch.addmm(drive, self.z, w_rec)
@@ -207,6 +219,18 @@ class Learner:
             self.prev_psi = new(batch, hidden)
             self.prev_eps = new(batch, self.n_pre)
         self.tables: dict[int, dict[str, torch.Tensor]] = {}
+        self.started = False
+
+    def reset(self) -> None:
+        """Zero traces and updates for the next batch; the large buffers are kept."""
+        for big in (self.q, self.S, self.grad, self.grad_out, getattr(self, "epsa", None),
+                    getattr(self, "Sa", None)):
+            if big is not None:
+                big.zero_()
+        self.eps = torch.zeros_like(self.q)
+        if self.hp.alif:
+            self.prev_psi = self.prev_psi.new_zeros(self.prev_psi.shape)
+            self.prev_eps = torch.zeros_like(self.q)
         self.started = False
 
     def presynaptic(self, k: int, x_t: torch.Tensor, z_prev: torch.Tensor) -> None:
@@ -286,6 +310,44 @@ def mix_lower_triangular(S: torch.Tensor, A: torch.Tensor | np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Input: events, densified a block at a time.
+
+
+class EventInput:
+    """A batch's input events, handed out as dense (B, n, n_in) blocks of steps t0 .. t0 + n - 1,
+    written into one reused buffer (valid until the next call)."""
+
+    def __init__(self, events: Events, batch: int, steps: int, n_in: int, buffer: torch.Tensor):
+        order = np.argsort(events.step, kind="stable")  # the contract says sorted; be safe
+        self.step = torch.from_numpy(np.asarray(events.step, dtype=np.int64)[order])
+        self.sample = torch.from_numpy(np.asarray(events.sample, dtype=np.int64)[order])
+        self.unit = torch.from_numpy(np.asarray(events.unit, dtype=np.int64)[order])
+        self.count = torch.from_numpy(np.asarray(events.count, dtype=np.float64)[order])
+        if self.step.numel() and (int(self.step.min()) < 0 or int(self.step.max()) >= steps
+                                  or int(self.unit.max()) >= n_in or int(self.sample.max()) >= batch):
+            raise InputError("input event outside the batch's (sample, step, unit) range")
+        self.shape = (batch, steps, n_in)
+        self.buffer = buffer
+
+    def block(self, t0: int, n: int, dtype: torch.dtype) -> torch.Tensor:
+        lo, hi = torch.searchsorted(self.step, torch.tensor([t0, t0 + n])).tolist()
+        out = self.buffer[:, :n]
+        out.zero_()
+        device = out.device
+        index = (self.sample[lo:hi].to(device), (self.step[lo:hi] - t0).to(device),
+                 self.unit[lo:hi].to(device))
+        out.index_put_(index, self.count[lo:hi].to(device, dtype), accumulate=True)
+        return out
+
+
+def input_block(x: torch.Tensor | EventInput, t0: int, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """Steps t0 .. t0 + n - 1 of a dense (B, T, n_in) tensor or of an :class:`EventInput`."""
+    if isinstance(x, EventInput):
+        return x.block(t0, n, dtype)
+    return x[:, t0:t0 + n].to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------
 # The adapter.
 
 
@@ -293,7 +355,7 @@ class Eprop(Method):
     name = "eprop"
     framework = "torch"
     Hparams = EpropHparams
-    input_format = "dense"
+    input_format = "events"
 
     def setup(self, spec: DatasetSpec, hparams: EpropHparams, seed: int, device: str) -> None:
         seed_torch(seed)
@@ -311,11 +373,29 @@ class Eprop(Method):
         self.readout_max = w is None
         self.time_w = np.ones(spec.n_steps) if w is None else w
         self._stats: InferenceStats | None = None
+        self._buffers: dict[str, tuple[tuple, Any]] = {}
+
+    def _reused(self, kind: str, shape: tuple, make):
+        """The buffer or state object of this kind, rebuilt only when its shape changes (one of
+        each kind is kept; see the module docstring)."""
+        if kind not in self._buffers or self._buffers[kind][0] != shape:
+            self._buffers.pop(kind, None)  # free the old one before building the new one
+            self._buffers[kind] = (shape, make())
+        return self._buffers[kind][1]
+
+    def _events(self, batch: Batch) -> EventInput:
+        if batch.events is None:
+            raise InputError("eprop expects event input (Batch.events), got none")
+        chunk = min(self.hp.chunk, batch.n_steps)
+        buffer = self._reused("input", (batch.size, chunk, batch.n_in), lambda: torch.zeros(
+            batch.size, chunk, batch.n_in, device=self.device))
+        return EventInput(batch.events, batch.size, batch.n_steps, batch.n_in, buffer)
 
     # -- the single forward pass -------------------------------------------------------------
-    def run(self, x: torch.Tensor, labels: torch.Tensor | None, dtype=torch.float32) -> dict[str, Any]:
+    def run(self, x: torch.Tensor | EventInput, labels: torch.Tensor | None,
+            dtype=torch.float32) -> dict[str, Any]:
         """One forward pass over time; with labels, also the e-prop updates (no graph kept).
-        ``x``: (B, T, n_in) spike counts (any dtype; converted a block at a time)."""
+        ``x``: (B, T, n_in) spike counts (a tensor of any dtype, or events), read a block at a time."""
         hp = self.hp
         batch, steps, n_in = x.shape
         w_in = self.params["w_in"].detach().to(dtype)
@@ -324,11 +404,15 @@ class Eprop(Method):
         n_out = w_out.shape[1]
         chunk = min(hp.chunk, steps)
         like = w_in.new_zeros(())
-        net = Network(batch, hp.hidden, chunk, self.dec, hp, like)
+        net = self._reused("network", (batch, chunk, dtype), lambda: Network(
+            batch, hp.hidden, chunk, self.dec, hp, like))
+        net.reset()
         learner = None
         if labels is not None:
-            learner = Learner(batch, n_in, hp.hidden, n_out, w_rec is not None, chunk, self.filt,
-                              self.dec, hp, like)
+            learner = self._reused("learner", (batch, chunk, dtype), lambda: Learner(
+                batch, n_in, hp.hidden, n_out, w_rec is not None, chunk, self.filt, self.dec, hp,
+                like))
+            learner.reset()
             onehot = torch.nn.functional.one_hot(labels, n_out).to(dtype)
             back = w_out if hp.feedback == "symmetric" else self.feedback.to(dtype)
         scores = like.new_full((batch, n_out), -math.inf) if self.readout_max else \
@@ -336,8 +420,8 @@ class Eprop(Method):
         loss = like.new_zeros(())
         counts = like.new_zeros(batch)
         for t0 in range(0, steps, chunk):
-            xc = x[:, t0:t0 + chunk].to(dtype)
-            n = xc.shape[1]
+            n = min(chunk, steps - t0)
+            xc = input_block(x, t0, n, dtype)
             drive = (xc @ w_in).transpose(0, 1)  # (n, B, N); this block only
             for k in range(n):
                 if learner is not None:
@@ -364,13 +448,12 @@ class Eprop(Method):
         grads = {"w_in": learner.grad[:n_in], "w_out": learner.grad_out}
         if "w_rec" in self.params:
             grads["w_rec"] = learner.grad[n_in:]
-        return grads
+        return {k: g.clone() for k, g in grads.items()}  # the learner's buffers are reused
 
     def train_step(self, batch: Batch) -> dict[str, float]:
-        x = torch.from_numpy(batch.x).to(self.device)
         labels = torch.from_numpy(batch.y).to(self.device)
         with torch.no_grad():
-            out = self.run(x, labels)
+            out = self.run(self._events(batch), labels)
         value = float(out["loss"])
         check_loss(value)
         grads = self.gradients(out["learner"])
@@ -386,7 +469,7 @@ class Eprop(Method):
 
     def predict(self, batch: Batch) -> np.ndarray:
         with torch.no_grad():
-            out = self.run(torch.from_numpy(batch.x).to(self.device), None)
+            out = self.run(self._events(batch), None)
         self._stats = lif.count_stats(out["counts"].double().cpu().numpy(), batch, self.hp,
                                       self.spec.n_classes)
         return out["scores"].float().cpu().numpy()

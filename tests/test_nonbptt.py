@@ -18,7 +18,7 @@ from bench.api import DatasetSpec, make_hparams
 from methods.ann_conversion import AnnConversion, AnnHparams
 from methods.eprop import Eprop, EpropHparams
 from methods.rstdp import RStdp, RStdpHparams, StdpTraces
-from tiny import TINY_SPEC, tiny_batch, tiny_hparams
+from tiny import TINY_SPEC, dense_to_events, tiny_batch, tiny_hparams
 
 torch.set_num_threads(1)
 
@@ -122,6 +122,28 @@ def test_eprop_output_gradient_exact_with_recurrence():
     loss, _ = autograd_loss(w, x.double(), y, hp, method)
     loss.backward()
     torch.testing.assert_close(grads["w_out"], w["w_out"].grad, rtol=1e-10, atol=1e-14)
+
+
+def test_eprop_event_input_and_reused_buffers_give_the_same_updates():
+    """Events densified a block at a time equal the dense input; a method whose buffers already
+    served another batch (of another size) computes what a fresh one does."""
+    spec = DatasetSpec("t", 24, 3, 40, 1.0, "t")
+    hp = make_hparams(EpropHparams, dict(hidden=12, recurrent=True, steps=40, chunk=16))
+    fresh, used = Eprop(), Eprop()
+    for method in (fresh, used):
+        method.setup(spec, hp, 5, "cpu")
+    dense = tiny_batch(3, spec=spec, batch_size=6, rate=0.3)
+    events = tiny_batch(3, spec=spec, batch_size=6, rate=0.3, fmt="events")
+    labels = torch.from_numpy(dense.y)
+    with torch.no_grad():
+        reference = fresh.gradients(fresh.run(torch.from_numpy(dense.x), labels)["learner"])
+        for other in (tiny_batch(4, spec=spec, batch_size=4), tiny_batch(5, spec=spec, batch_size=6)):
+            other.events = dense_to_events(other.x)
+            used.run(used._events(other), torch.from_numpy(other.y))
+        grads = used.gradients(used.run(used._events(events), labels)["learner"])
+    assert float(reference["w_in"].abs().max()) > 0
+    for key in ("w_in", "w_rec", "w_out"):
+        torch.testing.assert_close(grads[key], reference[key], rtol=1e-6, atol=1e-9)
 
 
 def tensor_bytes(obj) -> int:
@@ -245,14 +267,15 @@ ADAPTERS = [Eprop, RStdp, AnnConversion]
 def trained(cls, seed: int, steps: int = 2):
     method = cls()
     method.setup(TINY_SPEC, tiny_hparams(cls), seed, "cpu")
-    losses = [method.train_step(tiny_batch(100 + step))["loss"] for step in range(steps)]
+    losses = [method.train_step(tiny_batch(100 + step, fmt=cls.input_format))["loss"]
+              for step in range(steps)]
     assert all(np.isfinite(losses))
     return method
 
 
 @pytest.mark.parametrize("cls", ADAPTERS)
 def test_same_seed_same_result_and_shape(cls):
-    batch = tiny_batch(7)
+    batch = tiny_batch(7, fmt=cls.input_format)
     first, second = trained(cls, 5), trained(cls, 5)
     for method in (first, second):
         method.finalize()
@@ -268,7 +291,7 @@ def test_state_dict_round_trip(cls):
     restored = cls()
     restored.setup(TINY_SPEC, tiny_hparams(cls), 42, "cpu")
     restored.load_state_dict(state)
-    batch = tiny_batch(8)
+    batch, step_batch = tiny_batch(8, fmt=cls.input_format), tiny_batch(9, fmt=cls.input_format)
     np.testing.assert_array_equal(restored.predict(batch), method.predict(batch))
-    assert restored.train_step(tiny_batch(9))["loss"] == method.train_step(tiny_batch(9))["loss"]
+    assert restored.train_step(step_batch)["loss"] == method.train_step(step_batch)["loss"]
     np.testing.assert_array_equal(restored.predict(batch), method.predict(batch))

@@ -225,3 +225,27 @@ def test_end_to_end_suite_report_compare_and_scale(tmp_path, monkeypatch, capsys
     assert cli_main(["report", "--runs", runs, "--runs", scale_out, "--out",
                      str(tmp_path / "out2"), "--no-html"]) == 0
     assert "## Scaling with sequence length" in (tmp_path / "out2" / "report.md").read_text()
+
+
+def test_scale_table_reports_medians_of_repeats():
+    from bench.scale import format_table
+    from bench.suite import Cell, Outcome
+
+    def outcome(method: str, steps: int, repeat: int, seconds: float, mib: float) -> Outcome:
+        cell = Cell(method=method, dataset="d", seed=0,
+                    overrides=(("hidden", "8"), ("steps", str(steps))),
+                    tags=(("repeat", str(repeat)),))
+        record = {"status": "ok", "metrics": {"peak_train_bytes": mib * 2**20},
+                  "curve": [{"seconds": seconds}]}
+        return Outcome(cell=cell, status="ok", record=record)
+
+    outcomes = [outcome("a", 10, r, s, m) for r, (s, m) in enumerate([(1, 100), (3, 300), (2, 110)])]
+    outcomes += [outcome("a", 20, r, s, m) for r, (s, m) in enumerate([(4, 130), (4, 120), (8, 500)])]
+    outcomes += [outcome("b", 10, r, 1.0, 50) for r in range(2)]
+    outcomes.append(Outcome(cell=outcome("b", 20, 0, 1, 1).cell, status="failed", record=None))
+    outcomes.append(outcome("b", 20, 1, 2.0, 60))
+    table = format_table(outcomes, "a")
+    assert "medians of 3 runs per point" in table
+    assert "a (hidden 8): time x2.00, memory x1.18" in table  # medians 2 s, 110 -> 4 s, 130 MiB
+    assert "a (hidden 8): T=10 100.0 MiB .. 300.0 MiB, T=20 120.0 MiB .. 500.0 MiB" in table
+    assert "b (hidden 8): time x2.00, memory x1.20" in table  # the failed repeat is left out
