@@ -39,6 +39,13 @@ def rss_bytes() -> int | None:
     return None if kib is None else kib * 1024
 
 
+def allocator_settings() -> dict[str, str]:
+    """glibc malloc settings from the environment (``MALLOC_*``, ``GLIBC_TUNABLES``): they change
+    how much freed memory stays resident, hence the CPU peak-memory figure."""
+    return {k: v for k, v in sorted(os.environ.items())
+            if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"}
+
+
 def reset_hwm() -> bool:
     """Reset VmHWM to the current RSS. Returns False where the kernel does not allow it."""
     try:

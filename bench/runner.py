@@ -332,6 +332,7 @@ class _Trainer:
             metrics["seconds_per_epoch"] = sum(c["seconds"] for c in self.record["curve"]) / self.epoch
             metrics["peak_train_bytes"] = self.memory.peak
         self.record["env"]["memory_gauge"] = self.memory.method
+        self.record["env"]["allocator_settings"] = measure.allocator_settings()
 
     # -- checkpoints --------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:

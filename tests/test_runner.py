@@ -47,7 +47,8 @@ def only_record(out):
     return records.read(files[0])
 
 
-def test_ok_run_writes_a_complete_record(tiny_data, tmp_path, capsys):
+def test_ok_run_writes_a_complete_record(tiny_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
     out = tmp_path / "runs"
     code = run_cli("--method", "bptt-snntorch", "--dataset", str(tiny_data), "--epochs", "2",
                    "--out", str(out), *TINY)
@@ -61,6 +62,7 @@ def test_ok_run_writes_a_complete_record(tiny_data, tmp_path, capsys):
     assert record["hparams"]["hidden"] == 8 and record["hparams"]["epochs"] == 2
     assert record["dataset_info"]["validation"]["source"] == "cut from train"
     assert record["env"]["threads"] == 1 and record["env"]["memory_gauge"] == "linux-vmhwm"
+    assert record["env"]["allocator_settings"]["MALLOC_ARENA_MAX"] == "2"
     assert record["inference"]["spikes_per_neuron"] >= 0
     assert "record:" in capsys.readouterr().err
     assert list((tmp_path / "checkpoints").glob("bptt-snntorch-s0-*.pkl"))
