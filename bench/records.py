@@ -65,6 +65,11 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def source_hash(source_file: str) -> str:
+    """Hash of the adapter's source file alone (``method_source`` in a record)."""
+    return hashlib.sha256(Path(source_file).read_bytes()).hexdigest()[:16]
+
+
 def method_version(source_file: str, hparams: dict[str, Any]) -> str:
     """Hash of the adapter's source and its hyperparameters: equal versions are comparable."""
     source = Path(source_file).read_bytes()
@@ -119,12 +124,14 @@ def environment(threads: int, device: str, gpu: str | None, thread_settings: dic
 
 
 def new_record(*, run_id: str, method: str, method_version: str, dataset: str, dataset_hash: str,
-               seed: int, hparams: dict[str, Any], env: dict[str, Any], tags: dict[str, Any]) -> dict:
+               seed: int, hparams: dict[str, Any], env: dict[str, Any], tags: dict[str, Any],
+               method_source: str | None = None) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "method": method,
         "method_version": method_version,
+        "method_source": method_source,
         "dataset": dataset,
         "dataset_hash": dataset_hash,
         "dataset_info": {},

@@ -143,10 +143,11 @@ def run(config: RunConfig) -> tuple[dict, Path]:
     """Run one configuration and write its record. Bad input raises InputError (no record)."""
     method_cls, hparams, data, thread_settings = prepare(config)
     hp_dict = dataclasses.asdict(hparams)
-    version = records.method_version(registry.method_module_file(config.method), hp_dict)
+    source_file = registry.method_module_file(config.method)
     record = records.new_record(
         run_id=records.new_run_id(config.method, data.spec.name, config.seed),
-        method=config.method, method_version=version, dataset=data.spec.name,
+        method=config.method, method_version=records.method_version(source_file, hp_dict),
+        method_source=records.source_hash(source_file), dataset=data.spec.name,
         dataset_hash=data.spec.content_hash, seed=config.seed, hparams=hp_dict,
         env=records.environment(config.threads, config.device, _gpu_name(config.device),
                                 thread_settings),
@@ -157,7 +158,7 @@ def run(config: RunConfig) -> tuple[dict, Path]:
     method = method_cls()
     method.setup(spec, hparams, config.seed, config.device)  # InputError: bad device etc.
 
-    checkpoint = _checkpoint_path(config, version, data.spec.content_hash)
+    checkpoint = _checkpoint_path(config, record["method_version"], data.spec.content_hash)
     trainer = _Trainer(method, data, hparams, config, record, checkpoint,
                        transforms={"train": train_transform, "eval": eval_transform})
     if threading.current_thread() is threading.main_thread():

@@ -5,7 +5,9 @@ is one ``python -m bench run`` in its own process (one allocator, one memory fig
 framework globals per run; no fork of a process that imported a framework). A cell is named by a
 stable hash of (method, dataset, seed, epochs, hyperparameter overrides, device), stored in its
 record as the tag ``suite_cell``. A cell whose record exists with status ``ok`` or ``diverged`` is
-skipped, so an interrupted suite resumes where it stopped; a failed or timed-out cell runs again.
+skipped, so an interrupted suite resumes where it stopped; a failed or timed-out cell runs again,
+and so does a cell whose record came from another version of the adapter's source file (the
+record's ``method_source``), so that edited code is never represented by old results.
 
 Each run's output goes to ``<out>/logs/<cell>.log``. Exit status: 0 when every cell ended ``ok`` or
 ``diverged``; 1 when some failed, timed out or crashed (they are named); 2 on bad input (a run
@@ -30,8 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Container, Iterator
 
+from bench import registry
 from bench.api import InputError
-from bench.records import record_paths, stable_hash
+from bench.records import record_paths, source_hash, stable_hash
 
 DEFAULT_OUT = "reports/runs"
 DONE_STATUSES = ("ok", "diverged")
@@ -231,11 +234,12 @@ class Outcome:
 
 
 def existing_cells(out: Path) -> dict[str, dict]:
-    """suite_cell -> its latest finished record (ok or diverged) in ``out``."""
+    """suite_cell -> its latest finished record (ok or diverged) in ``out`` made by the current
+    source of its adapter."""
     done: dict[str, dict] = {}
     for record in _json_records(out, warn=True):
         key = _cell_key(record)
-        if key and record.get("status") in DONE_STATUSES:
+        if key and record.get("status") in DONE_STATUSES and _current_source(record):
             if key not in done or (record.get("finished_at") or "") >= (done[key].get("finished_at") or ""):
                 done[key] = record
     return done
@@ -252,6 +256,18 @@ def _json_records(out: Path, skip: Container[str] = (), warn: bool = False) -> I
         except (OSError, ValueError):
             if warn:
                 print(f"warning: cannot read {path}; ignored", file=sys.stderr)
+
+
+def _current_source(record: dict) -> bool:
+    """False when the record names an adapter source other than the one on disk now (records
+    without ``method_source``, and methods no longer registered, count as current)."""
+    recorded = record.get("method_source")
+    if not recorded:
+        return True
+    try:
+        return recorded == source_hash(registry.method_module_file(str(record.get("method"))))
+    except (KeyError, OSError):
+        return True
 
 
 def _cell_key(record: dict) -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import suite
+from bench import records, registry, suite
 from bench.api import InputError
 from bench.cli import main as cli_main
 
@@ -147,6 +147,23 @@ def test_resumes_and_retries_failed_runs(tmp_path, stand_in, capsys):
     assert cli_main([*SUITE[:4], "0,1,2", *SUITE[5:], "--out", out, "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and all("--seed 2" in line for line in lines)
+
+
+def test_runs_of_an_edited_adapter_run_again(tmp_path, stand_in, capsys):
+    set_plan, calls = stand_in
+    out = tmp_path / "runs"
+    assert cli_main([*SUITE, "--out", str(out)]) == 0
+    assert len(calls()) == 4
+    current = records.source_hash(registry.method_module_file("paralif"))
+    for path in out.glob("*.json"):  # paralif's runs: one by today's source, one by another
+        record = json.loads(path.read_text())
+        if record["method"] == "paralif":
+            record["method_source"] = current if record["seed"] == 0 else "0123456789abcdef"
+            path.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert cli_main([*SUITE, "--out", str(out)]) == 0
+    assert calls()[4:] == ["paralif:1 hidden=16"]
+    assert "4 runs (1 run now, 3 done before): 4 ok" in capsys.readouterr().err
 
 
 def test_crashes_are_named_and_bad_input_stops_the_suite(tmp_path, stand_in, capsys):
