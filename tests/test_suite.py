@@ -266,3 +266,15 @@ def test_scale_table_reports_medians_of_repeats():
     assert "a (hidden 8): time x2.00, memory x1.18" in table  # medians 2 s, 110 -> 4 s, 130 MiB
     assert "a (hidden 8): T=10 100.0 MiB .. 300.0 MiB, T=20 120.0 MiB .. 500.0 MiB" in table
     assert "b (hidden 8): time x2.00, memory x1.20" in table  # the failed repeat is left out
+
+
+def test_scale_repeats_are_distinct_runs(tmp_path, capsys):
+    args = ["scale", "--methods", "bptt-snntorch", "--steps", "20,40", "--max-batches", "0",
+            "--out", str(tmp_path), "--dry-run"]
+    assert cli_main([*args, "--repeats", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6
+    assert [sum("repeat=" in line for line in lines if f"steps={t}" in line) for t in (20, 40)] == [2, 2]
+    assert len({line.split("suite_cell=")[1].split()[0] for line in lines}) == 6
+    assert cli_main([*args, "--repeats", "0"]) == 2
+    assert "--repeats must be at least 1" in capsys.readouterr().err
