@@ -515,9 +515,10 @@ def to_markdown(report: Report) -> str:
     if report.scale:
         lines += ["## Scaling with sequence length", "",
                   "Scale-sweep runs: the same fixed window of data binned into T steps "
-                  "(dt = window / T); one run per point, each in its own process. Times are "
-                  "those of the last epoch (warm); *s / batch* divides them by the batches "
-                  "trained per epoch.", ""]
+                  "(dt = window / T); one run per point (or per repeat, costs then being the "
+                  "medians over the repeats), each in its own process. Times are those of the "
+                  "last epoch (warm); *s / batch* divides them by the batches trained per epoch.",
+                  ""]
         lines += _md_table(SCALE_COLUMNS, report.scale)
         lines.append("")
     if report.failures:
@@ -633,7 +634,8 @@ def to_html(report: Report) -> str:
     if report.scale:
         parts.append("<h2>Scaling with sequence length</h2>")
         parts.append('<p class="note">The same fixed window of data binned into T steps '
-                     "(dt = window / T); one run per point, each in its own process.</p>")
+                     "(dt = window / T); one run per point (or per repeat, costs then being the "
+                     "medians over the repeats), each in its own process.</p>")
         parts.append(_html_table(SCALE_COLUMNS, report.scale, "scale"))
         for dataset in sorted({row.group.dataset for row in report.scale}):
             parts.append(_figure(plots.scaling(report.scale, dataset),
