@@ -63,11 +63,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bench.api import (Batch, DatasetSpec, Events, InferenceStats, InputError, Method,
+from bench.api import (Batch, DatasetSpec, InferenceStats, InputError, Method,
                        NetworkHparams, validate_network)
 from methods import lif
 from methods.readouts import time_weights
-from methods.torch_common import check_loss, seed_torch, sync_device, torch_device
+from methods.torch_common import check_loss, seed_torch, sorted_events, sync_device, torch_device
 
 
 @dataclass
@@ -223,13 +223,13 @@ class Learner:
 
     def reset(self) -> None:
         """Zero traces and updates for the next batch; the large buffers are kept."""
-        for big in (self.q, self.S, self.grad, self.grad_out, getattr(self, "epsa", None),
-                    getattr(self, "Sa", None)):
-            if big is not None:
-                big.zero_()
-        self.eps = torch.zeros_like(self.q)
+        for big in (self.q, self.S, self.grad, self.grad_out):
+            big.zero_()
+        self.eps = torch.zeros_like(self.q)  # eps lives in the block buffer epsb between steps
         if self.hp.alif:
-            self.prev_psi = self.prev_psi.new_zeros(self.prev_psi.shape)
+            self.epsa.zero_()
+            self.Sa.zero_()
+            self.prev_psi = torch.zeros_like(self.prev_psi)
             self.prev_eps = torch.zeros_like(self.q)
         self.started = False
 
@@ -315,35 +315,32 @@ def mix_lower_triangular(S: torch.Tensor, A: torch.Tensor | np.ndarray) -> None:
 
 class EventInput:
     """A batch's input events, handed out as dense (B, n, n_in) blocks of steps t0 .. t0 + n - 1,
-    written into one reused buffer (valid until the next call)."""
+    written into one reused buffer (its dtype; valid until the next call)."""
 
-    def __init__(self, events: Events, batch: int, steps: int, n_in: int, buffer: torch.Tensor):
-        order = np.argsort(events.step, kind="stable")  # the contract says sorted; be safe
-        self.step = torch.from_numpy(np.asarray(events.step, dtype=np.int64)[order])
-        self.sample = torch.from_numpy(np.asarray(events.sample, dtype=np.int64)[order])
-        self.unit = torch.from_numpy(np.asarray(events.unit, dtype=np.int64)[order])
-        self.count = torch.from_numpy(np.asarray(events.count, dtype=np.float64)[order])
-        if self.step.numel() and (int(self.step.min()) < 0 or int(self.step.max()) >= steps
-                                  or int(self.unit.max()) >= n_in or int(self.sample.max()) >= batch):
-            raise InputError("input event outside the batch's (sample, step, unit) range")
-        self.shape = (batch, steps, n_in)
+    def __init__(self, batch: Batch, buffer: torch.Tensor):
+        step, sample, unit, count = sorted_events(batch, "eprop")
+        device = buffer.device
+        self.step_cpu = torch.from_numpy(step)  # for the block bounds
+        self.step, self.sample, self.unit = (torch.from_numpy(a).to(device)
+                                             for a in (step, sample, unit))
+        self.count = torch.from_numpy(count).to(device, buffer.dtype)
+        self.shape = (batch.size, batch.n_steps, batch.n_in)
         self.buffer = buffer
 
-    def block(self, t0: int, n: int, dtype: torch.dtype) -> torch.Tensor:
-        lo, hi = torch.searchsorted(self.step, torch.tensor([t0, t0 + n])).tolist()
+    def block(self, t0: int, n: int) -> torch.Tensor:
+        lo, hi = torch.searchsorted(self.step_cpu, torch.tensor([t0, t0 + n])).tolist()
         out = self.buffer[:, :n]
         out.zero_()
-        device = out.device
-        index = (self.sample[lo:hi].to(device), (self.step[lo:hi] - t0).to(device),
-                 self.unit[lo:hi].to(device))
-        out.index_put_(index, self.count[lo:hi].to(device, dtype), accumulate=True)
+        index = (self.sample[lo:hi], self.step[lo:hi] - t0, self.unit[lo:hi])
+        out.index_put_(index, self.count[lo:hi], accumulate=True)
         return out
 
 
 def input_block(x: torch.Tensor | EventInput, t0: int, n: int, dtype: torch.dtype) -> torch.Tensor:
-    """Steps t0 .. t0 + n - 1 of a dense (B, T, n_in) tensor or of an :class:`EventInput`."""
+    """Steps t0 .. t0 + n - 1 of a dense (B, T, n_in) tensor or of an :class:`EventInput`, as
+    ``dtype``."""
     if isinstance(x, EventInput):
-        return x.block(t0, n, dtype)
+        return x.block(t0, n).to(dtype)  # no copy when the buffer has that dtype
     return x[:, t0:t0 + n].to(dtype)
 
 
@@ -384,12 +381,9 @@ class Eprop(Method):
         return self._buffers[kind][1]
 
     def _events(self, batch: Batch) -> EventInput:
-        if batch.events is None:
-            raise InputError("eprop expects event input (Batch.events), got none")
-        chunk = min(self.hp.chunk, batch.n_steps)
-        buffer = self._reused("input", (batch.size, chunk, batch.n_in), lambda: torch.zeros(
-            batch.size, chunk, batch.n_in, device=self.device))
-        return EventInput(batch.events, batch.size, batch.n_steps, batch.n_in, buffer)
+        shape = (batch.size, min(self.hp.chunk, batch.n_steps), batch.n_in)
+        buffer = self._reused("input", shape, lambda: torch.zeros(shape, device=self.device))
+        return EventInput(batch, buffer)
 
     # -- the single forward pass -------------------------------------------------------------
     def run(self, x: torch.Tensor | EventInput, labels: torch.Tensor | None,

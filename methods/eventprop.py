@@ -93,7 +93,7 @@ from bench.api import (Batch, DatasetSpec, DivergedError, InferenceStats, InputE
                        NetworkHparams, validate_network)
 from methods import lif
 from methods.readouts import time_weights
-from methods.torch_common import check_loss, seed_torch, sync_device, torch_device
+from methods.torch_common import check_loss, seed_torch, sorted_events, sync_device, torch_device
 
 THETA = lif.THETA
 
@@ -141,26 +141,9 @@ class _EventBlocks:
     (k * B, n_in) whose row k' * B + b holds sample b's input at step c0 + k'."""
 
     def __init__(self, batch: Batch, chunk: int, device: torch.device, dtype: torch.dtype):
-        events = batch.events
-        if events is None:
-            raise InputError("eventprop expects event input (Batch.events), got none")
-        self.step = np.asarray(events.step, dtype=np.int64)
-        self.sample = np.asarray(events.sample, dtype=np.int64)
-        self.unit = np.asarray(events.unit, dtype=np.int64)
-        self.count = np.asarray(events.count)
+        self.step, self.sample, self.unit, self.count = sorted_events(batch, "eventprop")
         self.B, self.T, self.n_in = batch.size, batch.n_steps, batch.n_in
         self.device, self.dtype = device, dtype
-        if self.step.size:
-            if self.step.min() < 0 or self.step.max() >= self.T:
-                raise InputError("event step outside 0..n_steps-1")
-            if self.unit.min() < 0 or self.unit.max() >= self.n_in:
-                raise InputError("event unit outside 0..n_in-1")
-            if self.sample.min() < 0 or self.sample.max() >= self.B:
-                raise InputError("event sample outside the batch")
-        if self.step.size > 1 and np.any(self.step[1:] < self.step[:-1]):
-            order = np.argsort(self.step, kind="stable")  # the contract says sorted; be safe
-            self.step, self.sample = self.step[order], self.sample[order]
-            self.unit, self.count = self.unit[order], self.count[order]
         bounds = np.arange(0, self.T + chunk, chunk).clip(max=self.T)
         self.edges = np.searchsorted(self.step, bounds, side="left")
         self.chunk = chunk
@@ -618,16 +601,15 @@ class EventProp(Method):
 
         # The loss's direct jump terms of every block first: the regulariser is measured in them
         # (one float per spike; the blocks in the backward order, as g_out accumulates).
-        direct, signal_sums = {}, {}
+        direct, signal_sum = {}, 0.0
         for c0 in reversed(starts):
             flat, k_of, cur = block_spikes(c0)
             direct[c0] = self._direct_terms(flat, c0 + k_of, error, tab, p_flat, tstar, g_out)
             if hp.reg_strength > 0:
-                signal_sums[c0] = self._signal_sum(direct[c0], cur)
+                signal_sum += self._signal_sum(direct[c0], cur)
         reg = None
         if hp.reg_strength > 0:
-            signal = sum((signal_sums[c0] for c0 in starts), 0.0) / max(offsets[-1], 1)
-            reg = self._reg_coefficient(fw.counts, T, signal)
+            reg = self._reg_coefficient(fw.counts, T, signal_sum / max(offsets[-1], 1))
 
         lam_u = torch.zeros(B, N, device=dev, dtype=dt)
         lam_u_flat = lam_u.view(-1)

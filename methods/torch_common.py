@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.api import Batch, DatasetSpec, DivergedError, InferenceStats, Method, NetworkHparams
+from bench.api import (Batch, DatasetSpec, DivergedError, InferenceStats, InputError, Method,
+                       NetworkHparams)
 from methods import lif
 from methods.readouts import TorchReadout
 
@@ -40,8 +41,6 @@ def weight_parameters(
 
 def torch_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
-        from bench.api import InputError
-
         raise InputError("--device cuda requested but torch sees no CUDA device")
     return torch.device(device)
 
@@ -55,6 +54,30 @@ def sync_device(device: torch.device) -> None:
 def seed_torch(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
+
+
+def sorted_events(batch: Batch, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(step, sample, unit, count) of the batch's input events as int64 / count arrays, checked
+    against the batch's shape and sorted by step (the contract says they are; a stable sort
+    makes sure, only when needed). Bad events raise InputError."""
+    events = batch.events
+    if events is None:
+        raise InputError(f"{method} expects event input (Batch.events), got none")
+    step = np.asarray(events.step, dtype=np.int64)
+    sample = np.asarray(events.sample, dtype=np.int64)
+    unit = np.asarray(events.unit, dtype=np.int64)
+    count = np.asarray(events.count)
+    if step.size:
+        if step.min() < 0 or step.max() >= batch.n_steps:
+            raise InputError("event step outside 0..n_steps-1")
+        if unit.min() < 0 or unit.max() >= batch.n_in:
+            raise InputError("event unit outside 0..n_in-1")
+        if sample.min() < 0 or sample.max() >= batch.size:
+            raise InputError("event sample outside the batch")
+    if step.size > 1 and np.any(step[1:] < step[:-1]):
+        order = np.argsort(step, kind="stable")
+        step, sample, unit, count = step[order], sample[order], unit[order], count[order]
+    return step, sample, unit, count
 
 
 def dense_input(batch: Batch, device: torch.device) -> torch.Tensor:
