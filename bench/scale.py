@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.api import InputError
 from bench.records import file_safe
-from bench.report import fmt_bytes, fmt_seconds, last_epoch_seconds
+from bench.report import fmt_bytes, fmt_seconds, last_epoch_seconds, median
 
 DEFAULT_OUT = "reports/scale"
 
@@ -189,11 +189,7 @@ def _ratio(value: float | None, reference: float | None) -> str:
 
 
 def _median(values: list[float | None]) -> float | None:
-    known = sorted(v for v in values if v is not None)
-    if not known:
-        return None
-    mid = len(known) // 2
-    return known[mid] if len(known) % 2 else (known[mid - 1] + known[mid]) / 2
+    return median([v for v in values if v is not None])
 
 
 def format_table(outcomes, baseline: str) -> str:
@@ -235,14 +231,12 @@ def format_table(outcomes, baseline: str) -> str:
     title = "Scaling with sequence length (timed seconds of the last epoch | peak training memory)"
     if repeats > 1:
         title += f", medians of {repeats} runs per point"
-        header_spread = _spread_lines(runs, methods, hiddens, steps)
-    else:
-        header_spread = []
     lines = [title,
              "  ".join(h.ljust(w) for h, w in zip(header, widths)),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    lines += header_spread
+    if repeats > 1:
+        lines += _spread_lines(runs, methods, hiddens, steps)
     lines.append("")
     lines.append(f"Growth from T={steps[0]} to T={steps[-1]}:")
     for m in methods:

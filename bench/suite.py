@@ -237,9 +237,10 @@ def existing_cells(out: Path) -> dict[str, dict]:
     """suite_cell -> its latest finished record (ok or diverged) in ``out`` made by the current
     source of its adapter."""
     done: dict[str, dict] = {}
+    sources: dict[str, str | None] = {}  # method -> hash of its adapter file now, read once
     for record in _json_records(out, warn=True):
         key = _cell_key(record)
-        if key and record.get("status") in DONE_STATUSES and _current_source(record):
+        if key and record.get("status") in DONE_STATUSES and _current_source(record, sources):
             if key not in done or (record.get("finished_at") or "") >= (done[key].get("finished_at") or ""):
                 done[key] = record
     return done
@@ -258,16 +259,20 @@ def _json_records(out: Path, skip: Container[str] = (), warn: bool = False) -> I
                 print(f"warning: cannot read {path}; ignored", file=sys.stderr)
 
 
-def _current_source(record: dict) -> bool:
+def _current_source(record: dict, sources: dict[str, str | None]) -> bool:
     """False when the record names an adapter source other than the one on disk now (records
-    without ``method_source``, and methods no longer registered, count as current)."""
+    without ``method_source``, and methods no longer registered, count as current). ``sources``
+    caches each method's hash."""
     recorded = record.get("method_source")
+    method = str(record.get("method"))
     if not recorded:
         return True
-    try:
-        return recorded == source_hash(registry.method_module_file(str(record.get("method"))))
-    except (KeyError, OSError):
-        return True
+    if method not in sources:
+        try:
+            sources[method] = source_hash(registry.method_module_file(method))
+        except (KeyError, OSError):
+            sources[method] = None
+    return sources[method] is None or recorded == sources[method]
 
 
 def _cell_key(record: dict) -> str | None:
