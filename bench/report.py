@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from bench import records
+from bench import paired, records
 from bench.api import InputError
 
 DEFAULT_RUNS = ("reports/runs", "reports/scale")
@@ -54,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{TARGET_FRACTION:g} x the best row's mean best validation accuracy "
                              "per dataset)")
     parser.add_argument("--no-html", action="store_true", help="write only Markdown and CSV")
+    parser.add_argument("--versus", default=None, metavar="METHOD",
+                        help="add a table of per-seed test-accuracy differences of every other "
+                             "method against METHOD (same dataset, variant and seed), also "
+                             "printed")
+    parser.add_argument("--margin", type=float, default=None, metavar="POINTS",
+                        help="with --versus: say per row whether the mean difference is at least "
+                             "-POINTS percentage points")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -62,10 +69,13 @@ def main(args: argparse.Namespace) -> int:
     dirs = args.runs or [d for d in DEFAULT_RUNS if Path(d).is_dir()]
     if not dirs:
         raise InputError(f"no run records: none of {', '.join(DEFAULT_RUNS)} exists (use --runs DIR)")
+    if args.margin is not None and args.versus is None:
+        raise InputError("--margin needs --versus METHOD")
     runs, superseded = load_runs(dirs)
     if not runs:
         raise InputError(f"no run records in {', '.join(map(str, dirs))}")
-    report = build(runs, target_acc=args.target_acc, superseded=superseded)
+    report = build(runs, target_acc=args.target_acc, superseded=superseded,
+                   versus=args.versus, margin=args.margin)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = [write_text(out / "report.md", to_markdown(report)),
@@ -76,6 +86,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"{plural(len(runs), 'run')} ({report.superseded} superseded records ignored), "
           f"{plural(n_rows, 'row')} in {plural(len(report.datasets), 'dataset')}, "
           f"{plural(len(report.scale), 'scale point')}", file=sys.stderr)
+    if report.versus is not None:
+        print(paired_markdown(report))
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -279,6 +291,7 @@ class DatasetReport:
     target_source: str
     rows: list[Row]
     has_variants: bool
+    paired: list[paired.Pairing] = field(default_factory=list)
 
 
 @dataclass
@@ -288,6 +301,8 @@ class Report:
     superseded: int
     failures: list[dict]
     n_runs: int
+    versus: str | None = None
+    margin: float | None = None
 
 
 def last_epoch_seconds(record: dict) -> float | None:
@@ -338,11 +353,14 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-def build(runs: list[dict], target_acc: float | None = None, superseded: int = 0) -> Report:
+def build(runs: list[dict], target_acc: float | None = None, superseded: int = 0,
+          versus: str | None = None, margin: float | None = None) -> Report:
+    """The report's tables; ``versus`` (a method) adds per-seed comparisons against it."""
     main_runs = [r for r in runs if not is_scale(r)]
     scale_runs = [r for r in runs if is_scale(r)]
     datasets: list[DatasetReport] = []
     groups = group_runs(main_runs)
+    pairings = paired.pairings(groups, versus, margin) if versus is not None else []
     for name in sorted({g.dataset for g in groups}):
         members = [g for g in groups if g.dataset == name]
         if target_acc is not None:
@@ -357,13 +375,14 @@ def build(runs: list[dict], target_acc: float | None = None, superseded: int = 0
         hashes = sorted({str(g.dataset_hash) for g in members})
         datasets.append(DatasetReport(name=name, dataset_hash=", ".join(hashes), target=target,
                                       target_source=source, rows=rows,
-                                      has_variants=any(g.label for g in members)))
+                                      has_variants=any(g.label for g in members),
+                                      paired=[p for p in pairings if p.dataset == name]))
     scale_rows = [Row(g, summarise(g, None)) for g in group_runs(scale_runs)]
     scale_rows.sort(key=lambda row: (row.group.dataset, row.group.method,
                                      row.values["hidden"] or 0, row.values["steps"] or 0))
     failures = [r for r in runs if r.get("status") in BAD_STATUSES]
     return Report(datasets=datasets, scale=scale_rows, superseded=superseded, failures=failures,
-                  n_runs=len(runs))
+                  n_runs=len(runs), versus=versus, margin=margin)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,6 +531,7 @@ def to_markdown(report: Report) -> str:
                   f"Dataset hash {dataset.dataset_hash}. " + _target_text(dataset), ""]
         lines += _md_table(main_columns(dataset), dataset.rows)
         lines.append("")
+        lines += _paired_section(report, dataset)
     if report.scale:
         lines += ["## Scaling with sequence length", "",
                   "Scale-sweep runs: the same fixed window of data binned into T steps "
@@ -527,6 +547,36 @@ def to_markdown(report: Report) -> str:
         lines.append("")
     lines += ["## Notes", "", NOTES, ""]
     return "\n".join(lines)
+
+
+def _paired_lines(report: Report, dataset: DatasetReport) -> list[str]:
+    """The per-seed comparison table of one dataset (empty without --versus)."""
+    if report.versus is None:
+        return []
+    if not dataset.paired:
+        return [f"No run of another method has a {report.versus} run of the same variant."]
+    cols = paired.columns(report.margin)
+    lines = ["| " + " | ".join(name for name, _ in cols) + " |",
+             "|" + "|".join("---" for _ in cols) + "|"]
+    for pairing in dataset.paired:
+        lines.append("| " + " | ".join(str(fn(pairing)).replace("|", "\\|") for _, fn in cols)
+                     + " |")
+    return lines + ["", paired.NOTE]
+
+
+def _paired_section(report: Report, dataset: DatasetReport) -> list[str]:
+    if report.versus is None:
+        return []
+    return [f"### {paired.heading(report.versus)}", "", *_paired_lines(report, dataset), ""]
+
+
+def paired_markdown(report: Report) -> str:
+    """The --versus tables of every dataset, for the terminal."""
+    parts = []
+    for dataset in report.datasets:
+        parts += [f"{dataset.name}: {paired.heading(report.versus)}", "",
+                  *_paired_lines(report, dataset), ""]
+    return "\n".join(parts)
 
 
 def _target_text(dataset: DatasetReport) -> str:
@@ -631,6 +681,7 @@ def to_html(report: Report) -> str:
         parts.append(_figure(plots.accuracy_vs_cost(dataset),
                              f"{dataset.name}: test accuracy against training time, peak memory "
                              "and synaptic operations (error bars: seed std)"))
+        parts.append(_paired_html(report, dataset))
     if report.scale:
         parts.append("<h2>Scaling with sequence length</h2>")
         parts.append('<p class="note">The same fixed window of data binned into T steps '
@@ -649,6 +700,20 @@ def to_html(report: Report) -> str:
     parts.append(f'<h2>Notes</h2><p class="note">{notes}</p>')
     parts.append("</body></html>")
     return "\n".join(p for p in parts if p)
+
+
+def _paired_html(report: Report, dataset: DatasetReport) -> str:
+    if report.versus is None:
+        return ""
+    title = f"<h3>{html.escape(paired.heading(report.versus))}</h3>"
+    if not dataset.paired:
+        return title + f"<p>{html.escape(_paired_lines(report, dataset)[0])}</p>"
+    cols = paired.columns(report.margin)
+    head = "".join(f"<th>{html.escape(name)}</th>" for name, _ in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(fn(p)))}</td>" for _, fn in cols)
+                   + "</tr>" for p in dataset.paired)
+    return (f'{title}<table class="paired"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            f'</table><p class="note">{html.escape(paired.NOTE)}</p>')
 
 
 class Plotter:

@@ -181,6 +181,68 @@ def test_retried_run_counts_once_and_variants_are_named(tmp_path):
     assert [r["variant"] for r in rows] == ["", "hidden=16", "hidden=32"]
 
 
+def _paired_records() -> list[dict]:
+    """ref and alpha under two variants (loss=a, loss=b). Variant a: seeds 0-2 paired with
+    differences +2, -4, +5 points, plus an alpha-only seed 3 and a failed ref seed 4 next to an ok
+    alpha seed 4. Variant b: alpha 10 points behind on the single seed both ran."""
+    recs = []
+    for loss, version in (("a", "ra"), ("b", "rb")):
+        hp = {"hidden": 16, "steps": 50, "batch_size": 16, "loss": loss}
+        refs = (0.50, 0.60, 0.70) if loss == "a" else (0.40,)
+        for seed, acc in enumerate(refs):
+            recs.append(make_record("ref", seed, acc=acc, version=version, hparams=hp))
+        if loss == "a":
+            recs.append(make_record("ref", 4, status="failed", version=version, hparams=hp))
+        alphas = (0.52, 0.56, 0.75, 0.99, 0.90) if loss == "a" else (0.30,)
+        for seed, acc in enumerate(alphas):
+            recs.append(make_record("alpha", seed, acc=acc, version="a" + version, hparams=hp))
+    return recs
+
+
+def test_versus_pairs_seeds_and_reports_the_mean_difference(tmp_path, capsys):
+    write_all(tmp_path / "runs", _paired_records())
+    markdown, _, out = run_report(tmp_path, "--versus", "ref", "--margin", "1")
+    printed = capsys.readouterr().out
+    section = markdown.split("### Paired by seed against ref", 1)[1]
+    a = md_cells(section, "alpha", "loss=a")
+    # differences +2, -4, +5: mean +1.0, sample std 4.58, s.e. 4.58 / sqrt 3 = 2.6
+    assert a["Seeds paired"] == "0-2 (n=3), 2 unpaired"  # seed 3 (alpha only), seed 4 (ref failed)
+    assert a["Test acc"] == "0.610" and a["Reference test acc"] == "0.600"
+    assert a["Difference, points (± s.e.)"] == "+1.0 ± 2.6"
+    assert a["Within 1 point or better"] == "yes"
+    b = md_cells(section, "alpha", "loss=b")
+    assert b["Seeds paired"] == "0 (n=1)"
+    assert b["Difference, points (± s.e.)"] == "-10.0"  # one seed: no standard error
+    assert b["Within 1 point or better"] == "no"
+    assert "| ref |" not in section  # the reference is not compared with itself
+    assert "| alpha | loss=a | 0-2 (n=3), 2 unpaired |" in printed
+    html_text = (out / "report.html").read_text()
+    assert "Paired by seed against ref" in html_text and "+1.0 ± 2.6" in html_text
+
+    markdown, _, _ = run_report(tmp_path, "--versus", "ref", "--margin", "0.5")
+    section = markdown.split("### Paired by seed against ref", 1)[1]
+    assert md_cells(section, "alpha", "loss=a")["Within 0.5 points or better"] == "yes"
+    markdown, _, _ = run_report(tmp_path, "--versus", "alpha")
+    section = markdown.split("### Paired by seed against alpha", 1)[1]
+    reversed_a = md_cells(section, "ref", "loss=a")
+    assert reversed_a["Difference, points (± s.e.)"] == "-1.0 ± 2.6"
+    assert "Within" not in " ".join(md_header(section))  # no margin, no verdict column
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--margin", "1"), "--margin needs --versus"),
+    (("--versus", "nobody"), "--versus nobody: no runs of that method"),
+    (("--versus", "ref", "--margin", "-1"), "--margin must be a non-negative"),
+])
+def test_versus_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
+    write_all(tmp_path / "runs", _paired_records())
+    code = cli_main(["report", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "o"),
+                     *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o" / "report.md").exists()
+
+
 def _scale_records():
     recs = []
     for method, factor in (("alpha", 1.0), ("beta", 0.25)):
