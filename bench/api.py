@@ -104,6 +104,8 @@ class NetworkHparams(BaseHparams):
 
     Every method built on this network uses these names and defaults, so a comparison changes one
     thing at a time. ``gauss_mu`` and ``gauss_sigma`` are fractions of the sequence length.
+    ``train_hidden=False`` keeps W_in and W_rec at their initial values so that only W_out learns:
+    the readout-only control, which shows how much of a result the hidden layer's learning adds.
     """
 
     hidden: int = 256
@@ -114,6 +116,7 @@ class NetworkHparams(BaseHparams):
     loss: str = "sum_exp"
     gauss_mu: float = 0.5
     gauss_sigma: float = 0.25
+    train_hidden: bool = True
 
 
 @dataclass

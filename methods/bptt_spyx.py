@@ -199,10 +199,20 @@ def adam(lr: float) -> optax.GradientTransformation:
     return optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0)
 
 
-def make_steps(graphdef, tx, kind: str, mu: float, sigma: float):
+def readout_only(grads):
+    """The gradients with every weight but the readout's (``core.readout``) set to zero: Adam's
+    update of a weight whose gradient has always been zero is exactly zero."""
+    def keep(path, grad):
+        return grad if "readout" in jax.tree_util.keystr(path) else jnp.zeros_like(grad)
+    return jax.tree_util.tree_map_with_path(keep, grads)
+
+
+def make_steps(graphdef, tx, kind: str, mu: float, sigma: float, train_hidden: bool = True):
     def train(params, opt_state, x, labels, mask):
         (loss, scores), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             params, graphdef, x, labels, mask, kind, mu, sigma)
+        if not train_hidden:
+            grads = readout_only(grads)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         correct = jnp.sum((jnp.argmax(scores, axis=1) == labels) * mask)
@@ -249,12 +259,12 @@ class BpttSpyx(Method):
             self.params = jax.device_put(params, self.device)
             self.opt_state = jax.device_put(self.tx.init(self.params), self.device)
         train, predict = make_steps(self.graphdef, self.tx, hparams.loss, hparams.gauss_mu,
-                                    hparams.gauss_sigma)
+                                    hparams.gauss_sigma, hparams.train_hidden)
         self._train_jit, self._predict_jit = jax.jit(train), jax.jit(predict)
         # what makes two instances' steps the same program (the graph definition holds the
         # decays, slope and sizes; the weights' values are arguments)
         self._program_key = (self.graphdef, hparams.lr, hparams.loss, hparams.gauss_mu,
-                             hparams.gauss_sigma, str(self.device))
+                             hparams.gauss_sigma, hparams.train_hidden, str(self.device))
         self._train_compiled: dict[tuple, Any] = {}
         self._predict_compiled: dict[tuple, Any] = {}
         self.batch_size = hparams.batch_size

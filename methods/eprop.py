@@ -439,9 +439,11 @@ class Eprop(Method):
     # -- the contract ----------------------------------------------------------------------------
     def gradients(self, learner: Learner) -> dict[str, torch.Tensor]:
         n_in = self.spec.n_in
-        grads = {"w_in": learner.grad[:n_in], "w_out": learner.grad_out}
-        if "w_rec" in self.params:
-            grads["w_rec"] = learner.grad[n_in:]
+        grads = {"w_out": learner.grad_out}
+        if self.hp.train_hidden:
+            grads["w_in"] = learner.grad[:n_in]
+            if "w_rec" in self.params:
+                grads["w_rec"] = learner.grad[n_in:]
         return {k: g.clone() for k, g in grads.items()}  # the learner's buffers are reused
 
     def train_step(self, batch: Batch) -> dict[str, float]:
@@ -455,8 +457,8 @@ class Eprop(Method):
             norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
             if norm > self.hp.grad_clip:
                 grads = {k: g * (self.hp.grad_clip / norm) for k, g in grads.items()}
-        for key, param in self.params.items():
-            param.grad = grads[key].to(param.dtype).contiguous()
+        for key, grad in grads.items():  # a weight without a gradient stays as it is
+            self.params[key].grad = grad.to(self.params[key].dtype).contiguous()
         self.optimizer.step()
         correct = int((out["scores"].argmax(dim=1) == labels).sum())
         return {"loss": value, "correct": correct}

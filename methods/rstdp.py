@@ -73,6 +73,9 @@ class RStdpHparams(NetworkHparams):
 
     def validate(self) -> None:
         validate_network(self)
+        if not self.train_hidden:
+            raise InputError("r-stdp does not learn W_in or W_rec (it sets their gain once from "
+                             "data and trains W_out): train_hidden=false does not apply")
         for key in ("band_width", "band_drive", "tau_stdp", "tau_elig", "reward_rate", "chunk",
                     "out_scale"):
             if not getattr(self, key) > 0:

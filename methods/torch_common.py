@@ -106,7 +106,11 @@ class TorchNetworkMethod(Method):
         self.spec, self.hp, self.device = spec, hparams, torch_device(device)
         weights = lif.init_weights(seed, spec.n_in, hparams.hidden, spec.n_classes, hparams.recurrent)
         self.net = self.build(weights, hparams).to(self.device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=hparams.lr)
+        if not hparams.train_hidden:  # only the readout weights learn
+            for name, param in self.net.named_parameters():
+                param.requires_grad_(name == "w_out")
+        self.optimizer = torch.optim.Adam(
+            [p for p in self.net.parameters() if p.requires_grad], lr=hparams.lr)
         self.readout = TorchReadout(hparams.loss, spec.n_steps, hparams.gauss_mu,
                                     hparams.gauss_sigma, device=str(self.device))
         self._stats: InferenceStats | None = None

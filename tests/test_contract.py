@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench import registry
-from bench.api import Batch, Method
+from bench.api import Batch, InputError, Method, hparam_fields
 from tiny import TINY_SPEC, tiny_batch, tiny_hparams
 
 METHODS = registry.method_names()
@@ -78,3 +78,53 @@ def test_checkpoint_round_trip(name):
     next_batch = _batch_for(cls, 11)
     np.testing.assert_allclose(restored.train_step(next_batch)["loss"],
                                method.train_step(next_batch)["loss"], rtol=1e-5)
+
+
+def _weights(state: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    """Every array under the state's weight containers ("net", "weights", "params"), by path."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and (prefix or key in ("net", "weights", "params")):
+            out.update(_weights(value, path + "."))
+        elif prefix and hasattr(value, "shape"):
+            array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+            out[path] = array.copy()  # the state may share memory with the live weights
+    return out
+
+
+def _readout(path: str) -> bool:
+    return "w_out" in path or "readout" in path
+
+
+FROZEN_HIDDEN = [n for n in METHODS
+                 if "train_hidden" in hparam_fields(registry.load_method(n).Hparams)]
+
+
+def test_every_method_of_the_shared_network_has_the_readout_only_control():
+    assert {"bptt-snntorch", "bptt-norse", "bptt-spyx", "paralif", "eprop", "eventprop",
+            "rstdp"} <= set(FROZEN_HIDDEN)
+
+
+@pytest.mark.parametrize("name", [n for n in FROZEN_HIDDEN if n != "rstdp"])
+def test_train_hidden_false_changes_only_the_readout(name):
+    cls = registry.load_method(name)
+    method = cls()
+    method.setup(TINY_SPEC, tiny_hparams(cls, train_hidden=False), 0, "cpu")
+    before = _weights(method.state_dict())
+    assert any(_readout(p) for p in before) and any(not _readout(p) for p in before)
+    for step in range(3):  # input dense enough that the tiny hidden layer spikes from the start
+        method.train_step(tiny_batch(100 + step, fmt=cls.input_format, rate=1.0))
+    method.end_epoch(0)  # epoch-end changes (eventprop's silent-neuron boost) count too
+    after = _weights(method.state_dict())
+    for path, value in before.items():
+        if _readout(path):
+            assert not np.array_equal(after[path], value), f"{name}: {path} did not learn"
+        else:
+            np.testing.assert_array_equal(after[path], value, err_msg=f"{name}: {path} changed")
+
+
+def test_rstdp_refuses_train_hidden_false():
+    cls = registry.load_method("rstdp")
+    with pytest.raises(InputError, match="train_hidden=false does not apply"):
+        tiny_hparams(cls, train_hidden=False)
