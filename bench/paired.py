@@ -5,7 +5,8 @@ Runs with the same seed see the same batch order, and the methods of the shared 
 (:func:`methods.lif.init_weights`) also start from the same weights, so the difference between two
 methods *per seed* carries much less of the seed-to-seed spread than the difference of their
 means. For every report row (method, variant) of another method, this pairs its successful runs
-with the reference's successful runs of the same dataset, variant and seed, and gives:
+with the reference's successful runs of the same dataset, variant and seed (of the same dataset
+and seed when the reference ran a single configuration there), and gives:
 
 * the seeds paired (n) and, over them, each method's mean test accuracy;
 * the mean per-seed difference (row minus reference) in percentage points, with its standard
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 from bench.api import InputError
 
@@ -74,16 +76,21 @@ def pair(row_group, reference_group, margin: float | None) -> Pairing:
 
 def pairings(groups: list, reference: str, margin: float | None) -> list[Pairing]:
     """A Pairing for every group of another method that has a reference group of the same dataset
-    and variant label. InputError when the reference method has no runs at all."""
+    and variant label, or whose dataset has a single reference group (the reference ran one
+    configuration: every variant is compared with it). InputError when the reference method has
+    no runs at all."""
     if margin is not None and not (margin >= 0 and math.isfinite(margin)):
         raise InputError(f"--margin must be a non-negative number of points, got {margin}")
     references = {(g.dataset, g.label): g for g in groups if g.method == reference}
     if not references:
         known = ", ".join(sorted({g.method for g in groups})) or "none"
         raise InputError(f"--versus {reference}: no runs of that method (methods: {known})")
+    only: dict[str, Any] = {}
+    for (dataset, _), ref in references.items():
+        only[dataset] = None if dataset in only else ref
     out = []
     for group in groups:
-        partner = references.get((group.dataset, group.label))
+        partner = references.get((group.dataset, group.label)) or only.get(group.dataset)
         if group.method != reference and partner is not None:
             out.append(pair(group, partner, margin))
     return out
@@ -140,6 +147,7 @@ def heading(reference: str) -> str:
     return f"Paired by seed against {reference}"
 
 
-NOTE = ("Per seed, the row's test accuracy minus the reference's (same dataset, variant and seed; "
-        "successful runs only), averaged over the paired seeds; ± is the standard error of that "
-        "mean. Test acc columns are means over the same paired seeds.")
+NOTE = ("Per seed, the row's test accuracy minus the reference's (same dataset, variant and seed, "
+        "or every variant against the reference's only configuration; successful runs only), "
+        "averaged over the paired seeds; ± is the standard error of that mean. Test acc columns "
+        "are means over the same paired seeds.")

@@ -229,6 +229,19 @@ def test_versus_pairs_seeds_and_reports_the_mean_difference(tmp_path, capsys):
     assert "Within" not in " ".join(md_header(section))  # no margin, no verdict column
 
 
+def test_versus_a_single_reference_configuration_pairs_every_variant(tmp_path):
+    recs = [make_record("ref", s, acc=0.5) for s in (0, 1)]
+    for strength, accs in ((0.1, (0.6, 0.7)), (0.2, (0.4, 0.5))):
+        hp = {"hidden": 16, "steps": 50, "batch_size": 16, "strength": strength}
+        recs += [make_record("alpha", s, acc=a, version=f"a{strength}", hparams=hp)
+                 for s, a in enumerate(accs)]
+    write_all(tmp_path / "runs", recs)
+    markdown, _, _ = run_report(tmp_path, "--versus", "ref")
+    section = markdown.split("### Paired by seed against ref", 1)[1]
+    assert md_cells(section, "alpha", "strength=0.1")["Difference, points (± s.e.)"] == "+15.0 ± 5.0"
+    assert md_cells(section, "alpha", "strength=0.2")["Difference, points (± s.e.)"] == "-5.0 ± 5.0"
+
+
 @pytest.mark.parametrize("extra, message", [
     (("--margin", "1"), "--margin needs --versus"),
     (("--versus", "nobody"), "--versus nobody: no runs of that method"),
