@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 from bench.api import InputError
 
@@ -85,12 +85,11 @@ def pairings(groups: list, reference: str, margin: float | None) -> list[Pairing
     if not references:
         known = ", ".join(sorted({g.method for g in groups})) or "none"
         raise InputError(f"--versus {reference}: no runs of that method (methods: {known})")
-    only: dict[str, Any] = {}
-    for (dataset, _), ref in references.items():
-        only[dataset] = None if dataset in only else ref
+    per_dataset = Counter(dataset for dataset, _ in references)
+    single = {dataset: ref for (dataset, _), ref in references.items() if per_dataset[dataset] == 1}
     out = []
     for group in groups:
-        partner = references.get((group.dataset, group.label)) or only.get(group.dataset)
+        partner = references.get((group.dataset, group.label)) or single.get(group.dataset)
         if group.method != reference and partner is not None:
             out.append(pair(group, partner, margin))
     return out

@@ -495,13 +495,18 @@ def main_columns(dataset: DatasetReport):
     return [c for c in MAIN_COLUMNS if c[0] != "Variant" or dataset.has_variants]
 
 
-def _md_table(columns, rows: list[Row]) -> list[str]:
+def _md_table(columns, items: list) -> list[str]:
+    """A Markdown table: one line per item, each column's function applied to it."""
     lines = ["| " + " | ".join(name for name, _ in columns) + " |",
              "|" + "|".join("---" for _ in columns) + "|"]
-    for row in rows:
-        cells = [str(fn(row.values)).replace("|", "\\|") for _, fn in columns]
+    for item in items:
+        cells = [str(fn(item)).replace("|", "\\|") for _, fn in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _values(rows: list[Row]) -> list[dict]:
+    return [row.values for row in rows]
 
 
 NOTES = (
@@ -529,7 +534,7 @@ def to_markdown(report: Report) -> str:
     for dataset in report.datasets:
         lines += [f"## {dataset.name}", "",
                   f"Dataset hash {dataset.dataset_hash}. " + _target_text(dataset), ""]
-        lines += _md_table(main_columns(dataset), dataset.rows)
+        lines += _md_table(main_columns(dataset), _values(dataset.rows))
         lines.append("")
         lines += _paired_section(report, dataset)
     if report.scale:
@@ -539,7 +544,7 @@ def to_markdown(report: Report) -> str:
                   "medians over the repeats), each in its own process. Times are those of the "
                   "last epoch (warm); *s / batch* divides them by the batches trained per epoch.",
                   ""]
-        lines += _md_table(SCALE_COLUMNS, report.scale)
+        lines += _md_table(SCALE_COLUMNS, _values(report.scale))
         lines.append("")
     if report.failures:
         lines += ["## Runs that did not succeed", ""]
@@ -555,13 +560,7 @@ def _paired_lines(report: Report, dataset: DatasetReport) -> list[str]:
         return []
     if not dataset.paired:
         return [f"No run of another method has a {report.versus} run of the same variant."]
-    cols = paired.columns(report.margin)
-    lines = ["| " + " | ".join(name for name, _ in cols) + " |",
-             "|" + "|".join("---" for _ in cols) + "|"]
-    for pairing in dataset.paired:
-        lines.append("| " + " | ".join(str(fn(pairing)).replace("|", "\\|") for _, fn in cols)
-                     + " |")
-    return lines + ["", paired.NOTE]
+    return _md_table(paired.columns(report.margin), dataset.paired) + ["", paired.NOTE]
 
 
 def _paired_section(report: Report, dataset: DatasetReport) -> list[str]:
@@ -648,11 +647,11 @@ figcaption { font-size: 13px; color: #555; }
 """
 
 
-def _html_table(columns, rows: list[Row], css_class: str) -> str:
+def _html_table(columns, items: list, css_class: str) -> str:
     head = "".join(f"<th>{html.escape(name)}</th>" for name, _ in columns)
     body = []
-    for row in rows:
-        cells = "".join(f"<td>{html.escape(str(fn(row.values)))}</td>" for _, fn in columns)
+    for item in items:
+        cells = "".join(f"<td>{html.escape(str(fn(item)))}</td>" for _, fn in columns)
         body.append(f"<tr>{cells}</tr>")
     return (f'<table class="{css_class}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")
@@ -674,7 +673,7 @@ def to_html(report: Report) -> str:
         parts.append(f"<h2>{html.escape(dataset.name)}</h2>")
         parts.append(f'<p class="note">Dataset hash {html.escape(str(dataset.dataset_hash))}. '
                      f"{html.escape(_target_text(dataset))}</p>")
-        parts.append(_html_table(main_columns(dataset), dataset.rows, "results"))
+        parts.append(_html_table(main_columns(dataset), _values(dataset.rows), "results"))
         parts.append(_figure(plots.learning_curves(dataset),
                              f"{dataset.name}: validation accuracy against epochs and against "
                              "timed training seconds (mean over seeds)"))
@@ -687,7 +686,7 @@ def to_html(report: Report) -> str:
         parts.append('<p class="note">The same fixed window of data binned into T steps '
                      "(dt = window / T); one run per point (or per repeat, costs then being the "
                      "medians over the repeats), each in its own process.</p>")
-        parts.append(_html_table(SCALE_COLUMNS, report.scale, "scale"))
+        parts.append(_html_table(SCALE_COLUMNS, _values(report.scale), "scale"))
         for dataset in sorted({row.group.dataset for row in report.scale}):
             parts.append(_figure(plots.scaling(report.scale, dataset),
                                  f"{dataset}: timed seconds of the last epoch and peak training memory "
@@ -708,12 +707,8 @@ def _paired_html(report: Report, dataset: DatasetReport) -> str:
     title = f"<h3>{html.escape(paired.heading(report.versus))}</h3>"
     if not dataset.paired:
         return title + f"<p>{html.escape(_paired_lines(report, dataset)[0])}</p>"
-    cols = paired.columns(report.margin)
-    head = "".join(f"<th>{html.escape(name)}</th>" for name, _ in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(fn(p)))}</td>" for _, fn in cols)
-                   + "</tr>" for p in dataset.paired)
-    return (f'{title}<table class="paired"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
-            f'</table><p class="note">{html.escape(paired.NOTE)}</p>')
+    table = _html_table(paired.columns(report.margin), dataset.paired, "paired")
+    return f'{title}{table}<p class="note">{html.escape(paired.NOTE)}</p>'
 
 
 class Plotter:
