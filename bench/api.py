@@ -118,6 +118,11 @@ class NetworkHparams(BaseHparams):
     gauss_sigma: float = 0.25
     train_hidden: bool = True
 
+    def trains(self, weight: str) -> bool:
+        """Whether ``weight`` (w_in, w_rec or w_out) learns: with ``train_hidden=False`` only
+        w_out does."""
+        return self.train_hidden or weight == "w_out"
+
 
 @dataclass
 class InferenceStats:

@@ -439,12 +439,11 @@ class Eprop(Method):
     # -- the contract ----------------------------------------------------------------------------
     def gradients(self, learner: Learner) -> dict[str, torch.Tensor]:
         n_in = self.spec.n_in
-        grads = {"w_out": learner.grad_out}
-        if self.hp.train_hidden:
-            grads["w_in"] = learner.grad[:n_in]
-            if "w_rec" in self.params:
-                grads["w_rec"] = learner.grad[n_in:]
-        return {k: g.clone() for k, g in grads.items()}  # the learner's buffers are reused
+        grads = {"w_in": learner.grad[:n_in], "w_out": learner.grad_out}
+        if "w_rec" in self.params:
+            grads["w_rec"] = learner.grad[n_in:]
+        # clones: the learner's buffers are reused
+        return {k: g.clone() for k, g in grads.items() if self.hp.trains(k)}
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         labels = torch.from_numpy(batch.y).to(self.device)

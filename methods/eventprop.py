@@ -333,7 +333,7 @@ class EventProp(Method):
     def train_step(self, batch: Batch) -> dict[str, float]:
         loss, grads, correct, fw = self._loss_and_grads(batch)
         for key, param in self.params.items():
-            if key == "w_out" or self.hp.train_hidden:  # else Adam leaves it as it is
+            if self.hp.trains(key):  # else Adam leaves it as it is
                 param.grad = grads[key]
         self.optimizer.step()
         self.epoch_counts += fw.counts.sum(0, dtype=torch.float64)
@@ -362,7 +362,7 @@ class EventProp(Method):
         gradient), so neurons without a spike in the whole epoch get their input weights raised."""
         silent = self.epoch_counts == 0
         self._silent_last = int(silent.sum())
-        if self._silent_last and self.hp.silent_boost > 0 and self.hp.train_hidden:
+        if self._silent_last and self.hp.silent_boost > 0 and self.hp.trains("w_in"):
             self.params["w_in"][:, silent] += self.hp.silent_boost
             self._boosted_total += self._silent_last
         self.epoch_counts.zero_()

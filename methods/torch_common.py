@@ -106,9 +106,9 @@ class TorchNetworkMethod(Method):
         self.spec, self.hp, self.device = spec, hparams, torch_device(device)
         weights = lif.init_weights(seed, spec.n_in, hparams.hidden, spec.n_classes, hparams.recurrent)
         self.net = self.build(weights, hparams).to(self.device)
-        if not hparams.train_hidden:  # only the readout weights learn
+        if not hparams.train_hidden:
             for name, param in self.net.named_parameters():
-                param.requires_grad_(name == "w_out")
+                param.requires_grad_(hparams.trains(name))
         self.optimizer = torch.optim.Adam(
             [p for p in self.net.parameters() if p.requires_grad], lr=hparams.lr)
         self.readout = TorchReadout(hparams.loss, spec.n_steps, hparams.gauss_mu,
