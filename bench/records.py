@@ -65,15 +65,18 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _file_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def source_hash(source_file: str) -> str:
     """Hash of the adapter's source file alone (``method_source`` in a record)."""
-    return hashlib.sha256(Path(source_file).read_bytes()).hexdigest()[:16]
+    return _file_digest(source_file)[:16]
 
 
 def method_version(source_file: str, hparams: dict[str, Any]) -> str:
     """Hash of the adapter's source and its hyperparameters: equal versions are comparable."""
-    source = Path(source_file).read_bytes()
-    return stable_hash({"source": hashlib.sha256(source).hexdigest(), "hparams": hparams})
+    return stable_hash({"source": _file_digest(source_file), "hparams": hparams})
 
 
 def _git(*args: str) -> str | None:
