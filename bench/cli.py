@@ -1,6 +1,6 @@
 """``python -m bench <command>``. Each command lives in its own module, which provides
 ``add_arguments(parser)`` and ``main(args) -> exit code`` and imports heavy libraries only inside
-``main``. Bad input anywhere surfaces as :class:`bench.api.InputError`: one line, exit 2.
+``main``. Bad input anywhere surfaces as :class:`datasets.types.InputError`: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import ast
 import importlib
 import sys
 
-from bench.api import InputError
+from datasets.types import InputError
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import records, report
-from bench.api import InputError
+from datasets.types import InputError
 from bench.report import plural
 
 BASELINE_SCHEMA = 1

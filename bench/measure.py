@@ -146,7 +146,7 @@ def configure_threads(threads: int) -> dict[str, str]:
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "OPENBLAS_NUM_THREADS": str(threads),
-        # jaxlib ignores intra-op thread flags: see limit_cpu_affinity
+        # jaxlib ignores intra-op thread flags: see methods.cpu.limit_cpu_affinity
         "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}",
         "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
     }
@@ -154,24 +154,6 @@ def configure_threads(threads: int) -> dict[str, str]:
         os.environ[key] = value
     os.environ["SNN_BENCH_THREADS"] = str(threads)
     return settings
-
-
-def limit_cpu_affinity() -> list[int] | None:
-    """Restrict this process to as many cores as the run's thread count (``SNN_BENCH_THREADS``).
-
-    For frameworks that ignore thread-count settings: jaxlib's CPU client starts threads of its
-    own whatever XLA_FLAGS says, and only the affinity mask bounds them. Call before importing
-    such a framework. Returns the cores kept, or None when nothing was changed.
-    """
-    wanted = os.environ.get("SNN_BENCH_THREADS")
-    if not wanted or not hasattr(os, "sched_setaffinity"):
-        return None
-    allowed = sorted(os.sched_getaffinity(0))
-    if int(wanted) >= len(allowed):
-        return None
-    kept = allowed[: int(wanted)]
-    os.sched_setaffinity(0, kept)
-    return kept
 
 
 def apply_torch_threads(threads: int) -> None:

@@ -24,7 +24,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass
 
-from bench.api import InputError
+from datasets.types import InputError
 
 
 @dataclass

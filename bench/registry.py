@@ -1,7 +1,7 @@
 """Method and dataset names -> where they live. Nothing here imports a framework: a method's
 module is imported only by :func:`load_method`, so ``python -m bench list`` stays instant.
 
-To add a method: write ``methods/<name>.py`` with one :class:`bench.api.Method` subclass and add
+To add a method: write ``methods/<name>.py`` with one :class:`methods.api.Method` subclass and add
 one line to ``METHODS``.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-from bench.api import InputError, Method
+from datasets.catalog import CATALOG, DEFAULT_DATASET  # noqa: F401 (re-exported)
+from methods.api import InputError, Method
 
 # name -> "module:Class"
 METHODS: dict[str, str] = {
@@ -23,14 +24,8 @@ METHODS: dict[str, str] = {
     "ann-conversion": "methods.ann_conversion:AnnConversion",
 }
 
-# name -> one-line description (paths to <name>_{train,test}.h5 files are accepted too)
-DATASETS: dict[str, str] = {
-    "synthetic": "embedded SHD-shaped set (700 channels, 20 classes, ~1 s), generated from a seed",
-    "shd": "Spiking Heidelberg Digits (700 channels, 20 classes); `bench data fetch shd`",
-    "ssc": "Spiking Speech Commands (700 channels, 35 classes); `bench data fetch ssc`",
-}
-
-DEFAULT_DATASET = "synthetic"
+# Datasets come from their own table (datasets/catalog.py).
+DATASETS: dict[str, str] = {name: entry.description for name, entry in CATALOG.items()}
 
 
 def method_names() -> list[str]:

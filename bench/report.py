@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bench import paired, records
-from bench.api import InputError
+from datasets.types import InputError
 
 DEFAULT_RUNS = ("reports/runs", "reports/scale")
 DEFAULT_OUT = "reports"

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from bench import measure, records, registry
-from bench.api import DivergedError, InputError, make_hparams, parse_overrides
+from methods.api import DivergedError, InputError, make_hparams, parse_overrides
 
 EXIT_CODES = {"ok": 0, "failed": 1, "diverged": 3, "timeout": 4}
 DEFAULT_OUT = "reports/runs"

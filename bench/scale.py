@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.api import InputError
+from datasets.types import InputError
 from bench.records import file_safe
 from bench.report import fmt_bytes, fmt_seconds, last_epoch_seconds, median
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench.api import READOUTS, BaseHparams, InputError
+from methods.api import READOUTS, BaseHparams, InputError
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Container, Iterator
 
 from bench import registry
-from bench.api import InputError
+from datasets.types import InputError
 from bench.records import record_paths, source_hash, stable_hash
 
 DEFAULT_OUT = "reports/runs"

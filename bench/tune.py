@@ -43,7 +43,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench.api import InputError
+from datasets.types import InputError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = "reports/studies"
@@ -93,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from bench import registry, search_spaces
-    from bench.api import make_hparams, parse_overrides
+    from methods.api import make_hparams, parse_overrides
 
     method_cls = registry.load_method(args.method)
     fixed = parse_overrides(method_cls.Hparams, args.overrides)

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.api import InputError
+from .types import InputError
 
+from .catalog import recommended_epochs
 from .paths import data_dir, dataset_files, unknown_name
 from .spikes import SpikeDataset
 
 __all__ = ["open_dataset", "data_dir", "SpikeDataset", "InputError"]
 
-REFERENCE_EPOCHS = 100  # REFERENCE.md: the mlGeNN SHD budget
 
 
 def open_dataset(
@@ -45,12 +45,7 @@ def open_dataset(
     if not isinstance(name, str) or not name:
         raise unknown_name(str(name))
     display, files = dataset_files(name, directory)
-    if name == "synthetic":
-        from .synthetic import RECOMMENDED_EPOCHS
-
-        epochs = RECOMMENDED_EPOCHS
-    else:
-        epochs = REFERENCE_EPOCHS
+    epochs = recommended_epochs(name)
     return SpikeDataset(
         display,
         files,

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.api import Events
+from .types import Events
 
 EDGE_TOLERANCE = 5e-7  # relative; see the module docstring
 _INT32_MAX = np.iinfo(np.int32).max

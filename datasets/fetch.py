@@ -21,10 +21,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bench.api import InputError
+from .types import InputError
 
 from .hashing import md5_of_file
-from .paths import OFFICIAL
+from .catalog import OFFICIAL
 
 DEFAULT_URL = "https://zenkelab.org/datasets/"
 MD5_FILE = "md5sums.txt"

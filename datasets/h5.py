@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.api import InputError
+from .types import InputError
 
 N_IN = 700  # input channels of the Lauscher cochlea model used by SHD and SSC
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.api import InputError
+from .types import InputError
 
 from .h5 import RawSplit, read_split
 from .paths import SPLITS, dataset_files

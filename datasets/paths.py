@@ -10,14 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.api import InputError
+from .catalog import CATALOG, OFFICIAL
+from .types import InputError
 
 ENV_VAR = "SNN_BENCH_DATA"
 SPLITS = ("train", "valid", "test")
-OFFICIAL: dict[str, tuple[str, ...]] = {
-    "shd": ("train", "test"),
-    "ssc": ("train", "valid", "test"),
-}
 
 
 def data_dir() -> Path:
@@ -31,12 +28,7 @@ def data_dir() -> Path:
 
 
 def known_names() -> list[str]:
-    try:
-        from bench.registry import DATASETS
-
-        return list(DATASETS)
-    except Exception:  # registry is optional for this package
-        return ["synthetic", *OFFICIAL]
+    return list(CATALOG)
 
 
 def fetch_hint(name: str) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.api import Batch, DatasetSpec, InputError
+from .types import Batch, DatasetSpec, InputError
 
 from . import binning
 from .h5 import N_IN, RawSplit, read_split

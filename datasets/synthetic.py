@@ -28,14 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.api import InputError
+from .types import InputError
 
 from .h5 import N_IN, write_h5
 
 VERSION = 2  # bump whenever the generated data changes: caches are keyed on it
 SPAN = 0.72  # seconds from the first burst's onset to the last one's end (before tempo changes)
 MIN_GAP = 0.04
-RECOMMENDED_EPOCHS = 2
 
 
 @dataclass(frozen=True)

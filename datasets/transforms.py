@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 
-from bench.api import InputError
+from .types import InputError
 
 from .binning import gather_positions, sample_index
 

@@ -41,7 +41,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bench.api import BaseHparams, Batch, DatasetSpec, InferenceStats, InputError, Method
+from methods.api import BaseHparams, Batch, DatasetSpec, InferenceStats, InputError, Method
 from methods import lif
 from methods.torch_common import check_loss, seed_torch, sync_device, torch_device
 

@@ -44,7 +44,7 @@ from norse.torch.functional.lif import LIFParameters
 from norse.torch.functional.superspike import SuperSpike
 
 from methods import lif
-from methods.bptt_snntorch import BpttHparams
+from methods.api import BpttHparams
 from methods.torch_common import TorchNetworkMethod, weight_parameters
 
 

@@ -11,24 +11,15 @@ Memory: autograd keeps the states of every step, O(T B N).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import snntorch
 from snntorch import surrogate
 
-from bench.api import NetworkHparams, validate_network
+from methods.api import BpttHparams
 from methods import lif
 from methods.torch_common import TorchNetworkMethod, weight_parameters
-
-
-@dataclass
-class BpttHparams(NetworkHparams):
-    surrogate_slope: float = 100.0
-
-    def validate(self) -> None:
-        validate_network(self)
 
 
 class SnntorchNetwork(torch.nn.Module):

@@ -44,7 +44,7 @@ for _key, _value in _XLA_DEFAULTS.items():
 XLA_ENV = {key: os.environ[key] for key in _XLA_DEFAULTS}
 XLA_ENV["effective"] = str(not _JAX_ALREADY_IMPORTED)
 
-from bench.measure import limit_cpu_affinity  # noqa: E402
+from methods.cpu import limit_cpu_affinity  # noqa: E402
 
 # XLA's CPU client ignores intra-op thread settings; within a run (the runner sets the thread
 # count) the affinity mask is what keeps JAX to the run's cores.
@@ -60,11 +60,10 @@ import optax  # noqa: E402
 import spyx  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from bench.api import Batch, DatasetSpec, InferenceStats, InputError, Method  # noqa: E402
+from methods.api import (Batch, BpttHparams, DatasetSpec, InferenceStats, InputError,  # noqa: E402
+                         Method, check_loss)
 from methods import lif  # noqa: E402
-from methods.bptt_snntorch import BpttHparams  # noqa: E402
 from methods.readouts import time_weights  # noqa: E402
-from methods.torch_common import check_loss  # noqa: E402
 
 #: compiled train/predict steps of this process, shared by instances that run the same program
 #: (a second instance with equal network, hyperparameters, shapes and device compiles nothing;

@@ -89,7 +89,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bench.api import (Batch, DatasetSpec, DivergedError, InferenceStats, InputError, Method,
+from methods.api import (Batch, DatasetSpec, DivergedError, InferenceStats, InputError, Method,
                        NetworkHparams, validate_network)
 from methods import lif
 from methods.readouts import time_weights

@@ -112,9 +112,9 @@ def synops_per_sample(
 
 def inference_stats(hidden_spikes: np.ndarray, active_fraction: np.ndarray, batch, hidden: int,
                     recurrent: bool, n_out: int):
-    """:class:`bench.api.InferenceStats` of this network for one batch, from per-sample hidden
+    """:class:`methods.api.InferenceStats` of this network for one batch, from per-sample hidden
     spike totals and fractions of active neuron-steps (numpy, any framework)."""
-    from bench.api import InferenceStats
+    from methods.api import InferenceStats
 
     if batch.x is not None:
         input_events = batch.x.reshape(batch.size, -1).sum(axis=1).astype(np.float64)

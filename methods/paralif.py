@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.api import Batch, DatasetSpec, InputError, NetworkHparams, validate_network
+from methods.api import Batch, DatasetSpec, InputError, NetworkHparams, validate_network
 from methods import lif
 from methods.torch_common import TorchNetworkMethod, weight_parameters
 

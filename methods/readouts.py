@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.api import READOUTS
+from methods.api import READOUTS
 
 
 def time_weights(kind: str, n_steps: int, mu: float = 0.5, sigma: float = 0.25) -> np.ndarray | None:

@@ -46,7 +46,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bench.api import (Batch, DatasetSpec, InferenceStats, InputError, Method, NetworkHparams,
+from methods.api import (Batch, DatasetSpec, InferenceStats, InputError, Method, NetworkHparams,
                        validate_network)
 from methods import lif
 from methods.torch_common import seed_torch, sync_device, torch_device

@@ -13,19 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.api import (Batch, DatasetSpec, DivergedError, InferenceStats, InputError, Method,
+from methods.api import (MAX_LOSS, check_loss, Batch, DatasetSpec, DivergedError, InferenceStats, InputError, Method,
                        NetworkHparams)
 from methods import lif
 from methods.readouts import TorchReadout
-
-
-MAX_LOSS = 1e4  # a training loss above this counts as exploding
-
-
-def check_loss(value: float, max_loss: float = MAX_LOSS) -> None:
-    """Raise :class:`DivergedError` when a training loss is not finite or above ``max_loss``."""
-    if not math.isfinite(value) or value > max_loss:
-        raise DivergedError(f"loss became {value}")
 
 
 def weight_parameters(

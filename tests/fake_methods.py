@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from bench.api import BaseHparams, Method
+from methods.api import BaseHparams, Method
 
 
 class _Constant(Method):

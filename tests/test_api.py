@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from bench.api import InputError, NetworkHparams, make_hparams, parse_overrides, validate_network
+from methods.api import InputError, NetworkHparams, make_hparams, parse_overrides, validate_network
 
 
 @dataclasses.dataclass

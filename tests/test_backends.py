@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.api import Batch, DatasetSpec, InputError
+from methods.api import Batch, DatasetSpec, InputError
 from methods import lif
 from methods.bptt_norse import NorseNetwork, SlopedSuperSpike
 from methods.bptt_snntorch import BpttHparams, SnntorchNetwork

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench import registry
-from bench.api import Batch, InputError, Method, hparam_fields
+from methods.api import Batch, InputError, Method, hparam_fields
 from tiny import TINY_SPEC, tiny_batch, tiny_hparams
 
 METHODS = registry.method_names()

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from bench.api import InputError
+from methods.api import InputError
 from datasets import binning, open_dataset
 from datasets.h5 import read_split, write_h5
 from datasets.spikes import stratified_split

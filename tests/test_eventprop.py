@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.api import Batch, DatasetSpec, Events, InputError, make_hparams, parse_overrides
+from methods.api import Batch, DatasetSpec, Events, InputError, make_hparams, parse_overrides
 from methods import lif
 from methods.bptt_snntorch import SnntorchNetwork
 from methods.eventprop import THETA, EventProp
@@ -456,7 +456,7 @@ def test_predict_and_inference_stats():
 
 
 def test_diverged_loss_raises():
-    from bench.api import DivergedError
+    from methods.api import DivergedError
 
     method = _method(TINY_SPEC)
     with torch.no_grad():

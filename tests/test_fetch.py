@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from bench.api import InputError
+from methods.api import InputError
 from datasets import open_dataset
 from datasets.fetch import fetch, parse_md5sums
 from datasets.h5 import read_split, write_h5

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.api import DatasetSpec, make_hparams
+from methods.api import DatasetSpec, make_hparams
 from methods.ann_conversion import AnnConversion, AnnHparams
 from methods.eprop import Eprop, EpropHparams
 from methods.rstdp import RStdp, RStdpHparams, StdpTraces

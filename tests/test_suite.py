@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bench import records, registry, suite
-from bench.api import InputError
+from methods.api import InputError
 from bench.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parent.parent

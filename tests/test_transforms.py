@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bench.api import InputError
+from methods.api import InputError
 from datasets import transforms
 
 N_IN = 50

@@ -19,7 +19,7 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 from bench import search_spaces, tune  # noqa: E402
-from bench.api import InputError, NetworkHparams  # noqa: E402
+from methods.api import InputError, NetworkHparams  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--method", "bptt-snntorch", "--budget-epochs", "1",

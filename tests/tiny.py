@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.api import Batch, DatasetSpec, Events, hparam_fields, make_hparams
+from methods.api import Batch, DatasetSpec, Events, hparam_fields, make_hparams
 
 TINY_SPEC = DatasetSpec(name="tiny", n_in=24, n_classes=3, n_steps=40, dt_ms=1.0,
                         content_hash="tiny", class_names=("a", "b", "c"))

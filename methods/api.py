@@ -1,17 +1,17 @@
 """The contract between the harness and every training-method adapter.
 
-The harness (runner, reports) knows methods only through this module: a method is a class with the
-attributes and methods of :class:`Method`, its hyperparameters are a dataclass derived from
-:class:`BaseHparams`, and data reaches it as :class:`Batch` objects of numpy arrays. Keeping numpy at
-the boundary lets torch, JAX and numpy methods be fed identical data.
+The harness knows methods only through this module: a method is a class with the attributes and
+methods of :class:`Method`, its hyperparameters are a dataclass derived from :class:`BaseHparams`,
+and data reaches it as :class:`datasets.types.Batch` objects of numpy arrays.
 
-This module imports only the standard library and numpy, so that ``python -m bench list`` and the
-CLI's argument checking never import a deep-learning framework.
+This module imports only the standard library, numpy and the data types, so that
+``python -m bench list`` and the CLI's argument checking never import a deep-learning framework.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,57 +19,28 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from datasets.types import Batch, DatasetSpec, Events, InputError
+
+__all__ = ["Batch", "DatasetSpec", "Events", "InputError", "DivergedError", "BaseHparams",
+           "NetworkHparams", "InferenceStats", "Method", "READOUTS", "parse_overrides",
+           "make_hparams", "validate_network", "hparam_fields", "check_loss", "MAX_LOSS",
+           "BpttHparams"]
+
 InputFormat = Literal["dense", "events"]
 READOUTS = ("sum", "sum_exp", "gauss_window", "max")
 
 
-class InputError(Exception):
-    """Bad user input (file, schema, name, value). The CLI prints it as one line and exits 2."""
+MAX_LOSS = 1e4  # a training loss above this counts as exploding
+
+
+def check_loss(value: float, max_loss: float = MAX_LOSS) -> None:
+    """Raise :class:`DivergedError` when a training loss is not finite or above ``max_loss``."""
+    if not math.isfinite(value) or value > max_loss:
+        raise DivergedError(f"loss became {value}")
 
 
 class DivergedError(Exception):
     """Training produced a non-finite or exploding loss. The run is recorded as ``diverged``."""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What a method needs to know about the data to build its network."""
-
-    name: str
-    n_in: int
-    n_classes: int
-    n_steps: int
-    dt_ms: float
-    content_hash: str  # source files' md5 + binning + validation split; changes when any changes
-    class_names: tuple[str, ...] = ()
-
-
-@dataclass
-class Events:
-    """Binned input spikes of a batch in coordinate form, sorted by ``step`` (then sample).
-
-    A bin holding several spikes of the same sample and unit appears once with ``count`` > 1.
-    """
-
-    sample: np.ndarray  # (E,) int64, index within the batch
-    step: np.ndarray  # (E,) int64, time bin
-    unit: np.ndarray  # (E,) int64, input channel
-    count: np.ndarray  # (E,) float32, spikes in that bin
-
-
-@dataclass
-class Batch:
-    """One minibatch. ``x`` is present for dense-input methods, ``events`` for event-input ones."""
-
-    y: np.ndarray  # (B,) int64 labels
-    n_steps: int
-    n_in: int
-    x: np.ndarray | None = None  # (B, T, n_in) uint8 spike counts per bin
-    events: Events | None = None
-
-    @property
-    def size(self) -> int:
-        return int(self.y.shape[0])
 
 
 @dataclass
@@ -295,3 +266,14 @@ def validate_network(hp: NetworkHparams) -> None:
             raise InputError(f"{key} must be positive, got {value}")
     if hp.epochs is not None and hp.epochs < 1:
         raise InputError(f"epochs must be at least 1, got {hp.epochs}")
+
+
+@dataclass
+class BpttHparams(NetworkHparams):
+    """The surrogate-gradient BPTT backends' hyperparameters (snntorch, norse, spyx): the shared
+    network plus the slope of the fast-sigmoid surrogate."""
+
+    surrogate_slope: float = 100.0
+
+    def validate(self) -> None:
+        validate_network(self)

@@ -1,0 +1,49 @@
+"""The one table of named datasets: what each is, its split files, classes and recommended budget.
+
+Every other module asks this table: the CLI's ``bench list``, name resolution in
+:mod:`datasets.paths`, and the recommended number of epochs a run uses when none is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NamedDataset:
+    name: str
+    description: str
+    splits: tuple[str, ...]  # split files that exist for it (a missing valid split is cut from train)
+    n_classes: int
+    recommended_epochs: int
+    generated: bool = False  # made on this machine rather than downloaded
+
+
+#: Reference budget for SHD/SSC: mlGeNN's 100 epochs (Nowotny et al. 2025).
+REFERENCE_EPOCHS = 100
+
+CATALOG: dict[str, NamedDataset] = {
+    entry.name: entry
+    for entry in (
+        NamedDataset("synthetic",
+                     "embedded SHD-shaped set (700 channels, 20 classes, ~1 s), generated from a seed",
+                     ("train", "test"), 20, recommended_epochs=2, generated=True),
+        NamedDataset("shd", "Spiking Heidelberg Digits (700 channels, 20 classes); `bench data fetch shd`",
+                     ("train", "test"), 20, REFERENCE_EPOCHS),
+        NamedDataset("ssc", "Spiking Speech Commands (700 channels, 35 classes); `bench data fetch ssc`",
+                     ("train", "valid", "test"), 35, REFERENCE_EPOCHS),
+    )
+}
+
+DEFAULT_DATASET = "synthetic"
+
+#: Downloadable datasets: name -> split files.
+OFFICIAL: dict[str, tuple[str, ...]] = {
+    name: entry.splits for name, entry in CATALOG.items() if not entry.generated
+}
+
+
+def recommended_epochs(name: str) -> int:
+    """The named dataset's budget; a user's own files get the SHD/SSC reference budget."""
+    entry = CATALOG.get(name)
+    return entry.recommended_epochs if entry else REFERENCE_EPOCHS
