@@ -9,6 +9,7 @@ import argparse
 import ast
 import importlib
 import sys
+import traceback
 
 from datasets.types import InputError
 
@@ -70,12 +71,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    parser.add_argument("--debug", action="store_true",
+                        help="print the full traceback of an unexpected error")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # anything unforeseen: one line, the traceback kept aside
+        if debug:
+            traceback.print_exc()
+            return 1
+        log = _save_traceback()
+        where = f" (traceback in {log}; --debug prints it)" if log else ""
+        print(f"error: {type(exc).__name__}: {_one_line(exc)}{where}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _save_traceback() -> str | None:
+    """Write the current exception's traceback to a log file; its path, or None."""
+    import datetime
+    import os
+    import tempfile
+
+    try:
+        import platformdirs
+
+        folder = os.path.join(platformdirs.user_cache_dir("snn-bench"), "logs")
+        os.makedirs(folder, exist_ok=True)
+    except (ImportError, OSError):
+        folder = tempfile.gettempdir()
+    stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"error-{stamp}-", suffix=".log", dir=folder)
+        with os.fdopen(fd, "w") as handle:
+            traceback.print_exc(file=handle)
+    except OSError:
+        return None
+    return path

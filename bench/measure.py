@@ -39,6 +39,17 @@ def rss_bytes() -> int | None:
     return None if kib is None else kib * 1024
 
 
+def available_bytes() -> int | None:
+    """Memory the kernel says new allocations can get without swapping (MemAvailable)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def allocator_settings() -> dict[str, str]:
     """glibc malloc settings from the environment (``MALLOC_*``, ``GLIBC_TUNABLES``): they change
     how much freed memory stays resident, hence the CPU peak-memory figure."""

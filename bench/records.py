@@ -69,14 +69,93 @@ def _file_digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def source_hash(source_file: str) -> str:
-    """Hash of the adapter's source file alone (``method_source`` in a record)."""
-    return _file_digest(source_file)[:16]
+def source_hash(source_file: str | list[str]) -> str:
+    """Hash of the adapter's source (``method_source`` in a record): one file, or every project
+    file it imports (see :func:`project_sources`)."""
+    files = [source_file] if isinstance(source_file, str) else sorted(source_file)
+    if len(files) == 1:
+        return _file_digest(files[0])[:16]
+    return stable_hash({str(Path(f).resolve().relative_to(PROJECT_ROOT)) if _inside(f) else f:
+                        _file_digest(f) for f in files})
 
 
-def method_version(source_file: str, hparams: dict[str, Any]) -> str:
-    """Hash of the adapter's source and its hyperparameters: equal versions are comparable."""
-    return stable_hash({"source": _file_digest(source_file), "hparams": hparams})
+def method_version(source_file: str | list[str], hparams: dict[str, Any]) -> str:
+    """Hash of the adapter's sources and its hyperparameters: equal versions are comparable."""
+    files = [source_file] if isinstance(source_file, str) else sorted(source_file)
+    source = _file_digest(files[0]) if len(files) == 1 else source_hash(files)
+    return stable_hash({"source": source, "hparams": hparams})
+
+
+def _inside(path: str) -> bool:
+    try:
+        Path(path).resolve().relative_to(PROJECT_ROOT)
+        return True
+    except ValueError:
+        return False
+
+
+PROJECT_PACKAGES = ("methods", "datasets")
+
+
+def project_sources(module_file: str) -> list[str]:
+    """``module_file`` and every file of ``methods`` and ``datasets`` it imports, transitively
+    (static walk of its import statements, those inside functions included), so that editing a
+    shared module (the network, the readouts, the binning) changes the version of every method
+    that uses it."""
+    import ast
+    import importlib.util
+
+    seen: dict[str, None] = {}
+    todo = [str(Path(module_file).resolve())]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen[path] = None
+        try:
+            tree = ast.parse(Path(path).read_text(), filename=path)
+        except (OSError, SyntaxError):
+            continue
+        package = _package_of(path)
+        for node in ast.walk(tree):
+            for name in _imported_names(node, package):
+                if name.split(".")[0] not in PROJECT_PACKAGES:
+                    continue
+                try:
+                    spec = importlib.util.find_spec(name)
+                except (ImportError, ValueError):
+                    spec = None
+                if spec is not None and spec.origin and spec.origin.endswith(".py"):
+                    todo.append(str(Path(spec.origin).resolve()))
+    return sorted(seen)
+
+
+def _package_of(path: str) -> str | None:
+    try:
+        rel = Path(path).resolve().relative_to(PROJECT_ROOT).with_suffix("")
+    except ValueError:
+        return None
+    parts = list(rel.parts)
+    return ".".join(parts[:-1]) if parts[-1] != "__init__" else ".".join(parts[:-1])
+
+
+def _imported_names(node: Any, package: str | None) -> list[str]:
+    import ast
+
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        if node.level:
+            if not package:
+                return []
+            base = package.split(".")
+            base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+            module = ".".join(base + ([node.module] if node.module else []))
+        else:
+            module = node.module or ""
+        # "from pkg import mod" may name a module: try both
+        return [module] + [f"{module}.{alias.name}" for alias in node.names]
+    return []
 
 
 def _git(*args: str) -> str | None:
@@ -123,7 +202,39 @@ def environment(threads: int, device: str, gpu: str | None, thread_settings: dic
         "thread_settings": thread_settings,
         "python": platform.python_version(),
         "packages": package_versions(),
+        **instruction_sets(),
     }
+
+
+def instruction_sets() -> dict[str, Any]:
+    """What the numerical libraries run on: torch's CPU capability (the vector instruction set its
+    kernels dispatch to), numpy's dispatched CPU features and the BLAS libraries loaded. Results
+    can differ in the last bits between instruction-set levels, so accuracy is compared only
+    between runs of the same level."""
+    found: dict[str, Any] = {"cpu_capability": None, "numpy_cpu_features": [], "blas": []}
+    try:
+        from numpy._core._multiarray_umath import (__cpu_baseline__, __cpu_dispatch__,
+                                                   __cpu_features__)
+
+        found["numpy_cpu_features"] = [f for f in [*__cpu_baseline__, *__cpu_dispatch__]
+                                       if __cpu_features__.get(f, f in __cpu_baseline__)]
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        found["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except ImportError:
+        pass
+    try:
+        import threadpoolctl
+
+        found["blas"] = [{k: info.get(k) for k in ("internal_api", "version", "architecture")}
+                         for info in threadpoolctl.threadpool_info()
+                         if info.get("user_api") == "blas"]
+    except ImportError:
+        pass
+    return found
 
 
 def new_record(*, run_id: str, method: str, method_version: str, dataset: str, dataset_hash: str,
@@ -169,6 +280,7 @@ def write(record: dict, out_dir: str | Path) -> Path:
     target = out / f"{record['run_id']}.json"
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=out)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # readable by others sharing the folder, as umask says
         with os.fdopen(fd, "w") as handle:
             json.dump(record, handle, indent=2, sort_keys=False, default=_json_default)
             handle.flush()
@@ -177,6 +289,44 @@ def write(record: dict, out_dir: str | Path) -> Path:
     finally:
         os.unlink(tmp)
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(directory: str | Path, what: str = "output folder") -> Path:
+    """Create ``directory`` if needed and prove that a file can be created, written and renamed
+    in it; InputError (one line) otherwise. Run before training, so that no finished result
+    meets an unwritable folder."""
+    from datasets.types import InputError
+
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-check-", dir=path)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("ok")
+        moved = tmp + ".renamed"
+        os.replace(tmp, moved)
+        os.unlink(moved)
+    except OSError as exc:
+        raise InputError(f"{what} {path} is not writable: {exc.strerror or exc}") from None
+    return path
+
+
+def fallback_dir() -> Path:
+    """Where a record goes when its output folder refuses it at the end of a run."""
+    env = os.environ.get("SNN_BENCH_FALLBACK")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("snn-bench")) / "unsaved-records"
 
 
 def _json_default(value: Any) -> Any:

@@ -14,27 +14,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
-import pickle
 import signal
 import sys
 import threading
-import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench import measure, records, registry
+from bench import checkpoints, measure, records, registry
+from bench.locks import Lock
+from bench.trainer import TimeLimitReached, Trainer
+from datasets.catalog import DEFAULT_DATASET
 from methods.api import DivergedError, InputError, make_hparams, parse_overrides
 
 EXIT_CODES = {"ok": 0, "failed": 1, "diverged": 3, "timeout": 4}
 DEFAULT_OUT = "reports/runs"
-
-
-class TimeLimitReached(Exception):
-    pass
 
 
 class Terminated(Exception):
@@ -48,7 +44,7 @@ def _raise_terminated(signum, frame):
 @dataclasses.dataclass
 class RunConfig:
     method: str
-    dataset: str = registry.DEFAULT_DATASET
+    dataset: str = DEFAULT_DATASET
     seed: int = 0
     device: str = "cpu"
     epochs: int | None = None
@@ -59,11 +55,12 @@ class RunConfig:
     time_limit: float | None = None
     progress: bool = True
     tags: dict[str, Any] = dataclasses.field(default_factory=dict)
+    track: str | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, help="a registered method (see `bench list`)")
-    parser.add_argument("--dataset", default=registry.DEFAULT_DATASET,
+    parser.add_argument("--dataset", default=DEFAULT_DATASET,
                         help="synthetic (default), shd, ssc, or a path to <name>_{train,test}.h5 files")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs (default: the method's, else the dataset's budget)")
@@ -81,6 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                         help="free-form label stored in the record (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--track", choices=("tensorboard", "mlflow"), default=None,
+                        help="also log every epoch to an experiment tracker (local store)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -90,14 +89,16 @@ def main(args: argparse.Namespace) -> int:
             raise InputError(f"--tag expects key=value, got {item!r}")
         key, value = item.split("=", 1)
         tags[key] = value
-    if args.threads < 1:
-        raise InputError("--threads must be at least 1")
     config = RunConfig(method=args.method, dataset=args.dataset, seed=args.seed, device=args.device,
                        epochs=args.epochs, out=args.out, resume=args.resume,
                        overrides=args.overrides, threads=args.threads, time_limit=args.time_limit,
-                       progress=not args.no_progress, tags=tags)
-    record, _ = run(config)
-    return EXIT_CODES[record["status"]]
+                       progress=not args.no_progress, tags=tags, track=args.track)
+    try:
+        record, path = run(config)
+    except RecordNotWritten as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return EXIT_CODES[record["status"]] if path is not None else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,8 +107,6 @@ def main(args: argparse.Namespace) -> int:
 def prepare(config: RunConfig):
     """Everything that can fail on bad input, before any record exists. Raises InputError."""
     thread_settings = measure.configure_threads(config.threads)
-    if config.epochs is not None and config.epochs < 1:
-        raise InputError(f"--epochs must be at least 1, got {config.epochs}")
     method_cls = registry.load_method(config.method)
     measure.apply_torch_threads(config.threads)
     if hasattr(os, "sched_getaffinity"):
@@ -139,28 +138,114 @@ def build_transforms(hparams, spec):
     return train, evaluate, dataclasses.replace(spec, n_in=n_in)
 
 
-def run(config: RunConfig) -> tuple[dict, Path]:
-    """Run one configuration and write its record. Bad input raises InputError (no record)."""
+SEED_MAX = 2**32 - 1
+
+
+def check_config(config: RunConfig) -> None:
+    """Input checks that need no data and no framework; InputError names the bad value."""
+    if not 0 <= config.seed <= SEED_MAX:
+        raise InputError(f"--seed must be in 0..{SEED_MAX}, got {config.seed}")
+    if config.threads < 1:
+        raise InputError("--threads must be at least 1")
+    if config.time_limit is not None and not (config.time_limit > 0 and math.isfinite(config.time_limit)):
+        raise InputError(f"--time-limit must be a positive number of seconds, got {config.time_limit:g}")
+    if config.epochs is not None and config.epochs < 1:
+        raise InputError(f"--epochs must be at least 1, got {config.epochs}")
+
+
+def check_memory(hparams, spec) -> None:
+    """Refuse sizes whose weights (with gradients and Adam's two moments) cannot fit in the
+    memory this machine has available, before anything is allocated."""
+    hidden = int(getattr(hparams, "hidden", 0) or 0)
+    n_in = spec.n_in * max(1, int(getattr(hparams, "delay_lines", 1) or 1))
+    weights = n_in * hidden + hidden * hidden + hidden * spec.n_classes + n_in * spec.n_classes
+    needed = 4 * 4 * weights
+    available = measure.available_bytes()
+    if available is not None and needed > available:
+        raise InputError(
+            f"the network needs about {needed / 2**30:.1f} GiB for its weights, gradients and "
+            f"optimiser state (hidden={hidden}, {n_in} inputs, {spec.n_classes} classes); "
+            f"{available / 2**30:.1f} GiB are available"
+        )
+
+
+def run_paths(out: Path, run_key: str) -> dict[str, Path]:
+    return {"checkpoint": out / "checkpoints" / run_key / "state",
+            "progress": out / "progress" / f"{run_key}.json",
+            "lock": out / "locks" / f"{run_key}.lock"}
+
+
+def finished_record(out: Path, run_key: str) -> Path | None:
+    """An ok record of this configuration in ``out``, if one exists."""
+    for path in records.record_paths(out):
+        try:
+            record = records.read(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("run_key") == run_key and record.get("status") == "ok":
+            return path
+    return None
+
+
+def run(config: RunConfig) -> tuple[dict, Path | None]:
+    """Run one configuration and write its record. Bad input raises InputError (no record).
+
+    Returns the record and where it was written (None when resuming a finished run, which
+    writes nothing)."""
+    check_config(config)
     method_cls, hparams, data, thread_settings = prepare(config)
+    check_memory(hparams, data.spec)
     hp_dict = dataclasses.asdict(hparams)
-    source_file = registry.method_module_file(config.method)
-    record = records.new_record(
-        run_id=records.new_run_id(config.method, data.spec.name, config.seed),
-        method=config.method, method_version=records.method_version(source_file, hp_dict),
-        method_source=records.source_hash(source_file), dataset=data.spec.name,
-        dataset_hash=data.spec.content_hash, seed=config.seed, hparams=hp_dict,
-        env=records.environment(config.threads, config.device, _gpu_name(config.device),
-                                thread_settings),
-        tags=config.tags,
-    )
-    record["dataset_info"] = data.provenance
+    sources = method_sources(config.method)
+    version = records.method_version(sources, hp_dict)
+    run_key = records.stable_hash({"method": config.method, "version": version,
+                                   "data": data.spec.content_hash, "seed": config.seed,
+                                   "device": config.device})
+    out = records.check_writable(config.out)
+    paths = run_paths(out, run_key)
+    records.check_writable(paths["checkpoint"].parent, "checkpoint folder")
+    lock = Lock(paths["lock"], f"this configuration ({config.method}, seed {config.seed}) into {out}")
+    with lock:
+        if config.resume:
+            done = finished_record(out, run_key)
+            if done is not None:
+                print(f"note: this configuration already finished; its record is {done}. "
+                      "Nothing to do.", file=sys.stderr)
+                return records.read(done), None
+        record = records.new_record(
+            run_id=records.new_run_id(config.method, data.spec.name, config.seed),
+            method=config.method, method_version=version,
+            method_source=records.source_hash(sources), dataset=data.spec.name,
+            dataset_hash=data.spec.content_hash, seed=config.seed, hparams=hp_dict,
+            env=records.environment(config.threads, config.device, _gpu_name(config.device),
+                                    thread_settings),
+            tags=config.tags,
+        )
+        record["run_key"] = run_key
+        record["dataset_info"] = data.provenance
+        return _train_and_record(config, method_cls, hparams, data, record, out, paths)
+
+
+def method_sources(method: str) -> list[str]:
+    """Every project file a run of ``method`` depends on: the adapter's transitive imports and
+    the data path (reader, binning, transforms)."""
+    import datasets.spikes
+    import datasets.transforms
+
+    files = set(records.project_sources(registry.method_module_file(method)))
+    files.update(records.project_sources(datasets.spikes.__file__))
+    files.update(records.project_sources(datasets.transforms.__file__))
+    return sorted(files)
+
+
+def _train_and_record(config, method_cls, hparams, data, record, out, paths):
     train_transform, eval_transform, spec = build_transforms(hparams, data.spec)
     method = method_cls()
     method.setup(spec, hparams, config.seed, config.device)  # InputError: bad device etc.
-
-    checkpoint = _checkpoint_path(config, record["method_version"], data.spec.content_hash)
-    trainer = _Trainer(method, data, hparams, config, record, checkpoint,
-                       transforms={"train": train_transform, "eval": eval_transform})
+    tracker = _make_tracker(config, out, record)
+    trainer = Trainer(method, data, hparams, config, record, paths,
+                      transforms={"train": train_transform, "eval": eval_transform},
+                      tracker=tracker)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -176,14 +261,74 @@ def run(config: RunConfig) -> tuple[dict, Path]:
         record["status"], record["error"] = "failed", str(exc)
     except MemoryError:
         record["status"], record["error"] = "failed", "out of memory"
+    except InputError:
+        raise
     except Exception as exc:  # a crash is a failed record, never a silent 0.0
         record["status"], record["error"] = "failed", _describe(exc)
         record["traceback"] = traceback.format_exc(limit=20)
     trainer.fill_metrics()
     record["finished_at"] = records.now_iso()
-    path = records.write(record, config.out)
-    _print_summary(record, path)
+    if record["status"] == "ok":
+        record["weights_file"] = _save_weights(method, record, out)
+    path = _write_record(record, out)
+    _finish(trainer, record, tracker, path)
     return record, path
+
+
+def _finish(trainer, record, tracker, path) -> None:
+    try:
+        trainer.write_progress(record["status"])
+    except OSError:
+        pass
+    if tracker is not None:
+        tracker.log_final(record)
+    _print_summary(record, path)
+
+
+def _save_weights(method, record: dict, out: Path) -> str | None:
+    """The final weights beside the record (tensors + JSON, no pickle); the record names them."""
+    stem = out / "weights" / record["run_id"]
+    try:
+        checkpoints.save_state(stem, method.state_dict(),
+                               {"run_id": record["run_id"], "method": record["method"],
+                                "hparams": record["hparams"], "dataset": record["dataset"]})
+    except (OSError, TypeError) as exc:
+        record["weights_error"] = _describe(exc)
+        return None
+    return f"weights/{stem.name}.pt"
+
+
+def _write_record(record: dict, out: Path) -> Path:
+    """Write the record; if its folder refuses it now, write it to the fallback folder, say
+    where, and mark the run as failed to the caller (exit 1): a finished result is never lost."""
+    try:
+        return records.write(record, out)
+    except OSError as exc:
+        fallback = records.fallback_dir()
+        try:
+            saved = records.write(record, fallback)
+        except OSError:
+            import json
+
+            print(json.dumps(record, default=str), file=sys.stderr)
+            raise RecordNotWritten(f"cannot write the record to {out} ({exc.strerror or exc}) "
+                                   f"nor to {fallback}; the record is printed above") from None
+        raise RecordNotWritten(f"cannot write the record to {out} ({exc.strerror or exc}); "
+                               f"saved it to {saved}") from None
+
+
+class RecordNotWritten(Exception):
+    """The run finished but its output folder refused the record (saved elsewhere: exit 1)."""
+
+
+def _make_tracker(config, out: Path, record: dict):
+    if not config.track:
+        return None
+    try:
+        from bench.tracking import make_tracker
+    except ImportError as exc:
+        raise InputError(f"--track {config.track}: tracking is unavailable ({exc})") from None
+    return make_tracker(config.track, out, record)
 
 
 def _describe(exc: BaseException) -> str:
@@ -204,13 +349,7 @@ def _gpu_name(device: str) -> str | None:
         return None
 
 
-def _checkpoint_path(config: RunConfig, version: str, data_hash: str) -> Path:
-    key = records.stable_hash({"method": config.method, "version": version, "data": data_hash,
-                               "seed": config.seed, "device": config.device})
-    return Path(config.out).parent / "checkpoints" / f"{config.method}-s{config.seed}-{key}.pkl"
-
-
-def _print_summary(record: dict, path: Path) -> None:
+def _print_summary(record: dict, path: Path | None) -> None:
     metrics = record["metrics"]
     if record["status"] == "ok":
         line = (f"{record['method']} on {record['dataset']} (seed {record['seed']}): "
@@ -220,165 +359,5 @@ def _print_summary(record: dict, path: Path) -> None:
         print(line, file=sys.stderr)
     else:
         print(f"error: run {record['status']}: {record['error']}", file=sys.stderr)
-    print(f"record: {path}", file=sys.stderr)
-
-
-class _Trainer:
-    """The epoch loop of one run, with its clocks, memory gauge, progress and checkpoints."""
-
-    def __init__(self, method, data, hparams, config: RunConfig, record: dict, checkpoint: Path,
-                 transforms: dict[str, Any]):
-        self.method, self.data, self.hp, self.config = method, data, hparams, config
-        self.record, self.checkpoint, self.transforms = record, checkpoint, transforms
-        self.fmt = method.input_format
-        self.clock = measure.Clock()
-        self.memory = measure.PeakMemory(device=config.device, framework=method.framework)
-        self.epoch = 0
-        self.best_valid: float | None = None
-        self.started = time.monotonic()
-
-    # -- training ----------------------------------------------------------------------------
-    def train(self) -> None:
-        if self.config.resume:
-            self._load_checkpoint()
-        self.memory.begin_training()
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("{task.fields[status]}")]
-        n_batches = -(-self.data.split_size("train") // self.hp.batch_size)
-        with Progress(*columns, disable=not self.config.progress, transient=False) as progress:
-            while self.epoch < self.hp.epochs:
-                task = progress.add_task(f"epoch {self.epoch + 1}/{self.hp.epochs}",
-                                         total=n_batches, status="")
-                self._train_epoch(progress, task)
-        self.method.sync()
-        self.clock.start()
-        self.method.finalize()
-        self.method.sync()
-        self.clock.stop()
-        self._evaluate_test()
-
-    def _train_epoch(self, progress, task) -> None:
-        epoch_clock = measure.Clock()
-        loss_sum, correct, seen = 0.0, 0, 0
-        self.memory.resume_phase()
-        batches = self.data.batches("train", self.hp.batch_size, fmt=self.fmt, shuffle=True,
-                                    seed=self.config.seed * 100_003 + self.epoch,
-                                    transform=self.transforms["train"])
-        for batch in batches:
-            self._check_time()
-            self.method.sync()
-            epoch_clock.start()
-            out = self.method.train_step(batch)
-            self.method.sync()
-            epoch_clock.stop()
-            loss = float(out["loss"])
-            if not np.isfinite(loss):
-                raise DivergedError(f"loss became {loss} in epoch {self.epoch + 1}")
-            loss_sum += loss * batch.size
-            seen += batch.size
-            correct += int(out.get("correct", 0))
-            progress.update(task, advance=1,
-                            status=f"loss {loss_sum / seen:.4f}  acc {correct / seen:.3f}")
-        self.memory.end_phase()
-        self.method.end_epoch(self.epoch)
-        self.clock.total += epoch_clock.total
-        valid_acc = self._accuracy("valid")
-        self.best_valid = valid_acc if self.best_valid is None else max(self.best_valid, valid_acc)
-        self.epoch += 1
-        self.record["curve"].append({
-            "epoch": self.epoch, "train_loss": loss_sum / max(seen, 1),
-            "train_acc": correct / max(seen, 1), "valid_acc": valid_acc,
-            "seconds": epoch_clock.total, "wall_seconds": time.monotonic() - self.started,
-        })
-        progress.update(task, status=(f"loss {loss_sum / max(seen, 1):.4f}  acc "
-                                      f"{correct / max(seen, 1):.3f}  valid {valid_acc:.3f}"))
-        self._save_checkpoint()
-
-    def _check_time(self) -> None:
-        limit = self.config.time_limit
-        if limit is not None and time.monotonic() - self.started > limit:
-            raise TimeLimitReached(f"time limit of {limit:g} s reached in epoch {self.epoch + 1}")
-
-    # -- evaluation (untimed) -----------------------------------------------------------------
-    def _accuracy(self, split: str, stats: list | None = None) -> float:
-        correct = total = 0
-        for batch in self.data.batches(split, self.hp.batch_size, fmt=self.fmt,
-                                       transform=self.transforms["eval"]):
-            scores = np.asarray(self.method.predict(batch))
-            if not np.all(np.isfinite(scores)):
-                raise DivergedError(f"non-finite scores on the {split} split")
-            correct += int((scores.argmax(axis=1) == batch.y).sum())
-            total += batch.size
-            if stats is not None:
-                stats.append(self.method.inference_stats())
-        if total == 0:
-            raise InputError(f"the {split} split is empty")
-        return correct / total
-
-    def _evaluate_test(self) -> None:
-        stats: list = []
-        self.record["metrics"]["test_acc"] = self._accuracy("test", stats)
-        self.record["inference"] = _summarise_inference(stats, self.data.spec.n_steps)
-        self.record["extra"] = self.method.extra_metrics()
-
-    # -- record -------------------------------------------------------------------------------
-    def fill_metrics(self) -> None:
-        metrics = self.record["metrics"]
-        metrics["epochs"] = self.epoch
-        metrics["best_valid_acc"] = self.best_valid
-        if self.epoch:
-            metrics["train_seconds"] = self.clock.total
-            metrics["seconds_per_epoch"] = sum(c["seconds"] for c in self.record["curve"]) / self.epoch
-            metrics["peak_train_bytes"] = self.memory.peak
-        self.record["env"]["memory_gauge"] = self.memory.method
-        self.record["env"]["allocator_settings"] = measure.allocator_settings()
-
-    # -- checkpoints --------------------------------------------------------------------------
-    def _save_checkpoint(self) -> None:
-        state = {"epoch": self.epoch, "best_valid": self.best_valid, "curve": self.record["curve"],
-                 "train_seconds": self.clock.total, "method": self.method.state_dict(),
-                 "run_id": self.record["run_id"]}
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
-            pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self.checkpoint)
-
-    def _load_checkpoint(self) -> None:
-        if not self.checkpoint.exists():
-            print("note: no checkpoint of this configuration; starting from scratch", file=sys.stderr)
-            return
-        try:
-            with open(self.checkpoint, "rb") as handle:
-                state = pickle.load(handle)
-        except (OSError, pickle.UnpicklingError, EOFError) as exc:
-            raise InputError(f"cannot read checkpoint {self.checkpoint}: {exc}") from None
-        self.method.load_state_dict(state["method"])
-        self.epoch, self.best_valid = state["epoch"], state["best_valid"]
-        self.record["curve"] = list(state["curve"])
-        self.clock.total = state["train_seconds"]
-        self.record["resumed_from"] = state["run_id"]
-        print(f"note: resuming after epoch {self.epoch} from {self.checkpoint}", file=sys.stderr)
-
-
-def _summarise_inference(stats: list, n_steps: int) -> dict[str, float]:
-    """Mean per-sample inference metrics over the test split (empty if the method gives none)."""
-    stats = [s for s in stats if s is not None]
-    if not stats:
-        return {}
-    spikes = np.concatenate([s.hidden_spikes for s in stats])
-    synops = np.concatenate([s.synops for s in stats])
-    dense = np.concatenate([s.dense_synops for s in stats])
-    n_neurons = stats[0].n_neurons
-    summary = {
-        "spikes_per_neuron": float(spikes.mean() / max(n_neurons, 1)),
-        "spikes_per_sample": float(spikes.mean()),
-        "synops_per_sample": float(synops.mean()),
-        "dense_synops_per_sample": float(dense.mean()),
-    }
-    active = [s.active_fraction for s in stats if s.active_fraction.size]
-    if active:
-        summary["activation_sparsity"] = float(1.0 - np.concatenate(active).mean())
-    return summary
+    if path is not None:
+        print(f"record: {path}", file=sys.stderr)

@@ -142,11 +142,13 @@ def _bin_runs(
 
 
 def dense_from_steps(
-    sample: np.ndarray, steps: np.ndarray, units: np.ndarray, batch: int, n_steps: int, n_in: int
+    sample: np.ndarray, steps: np.ndarray, units: np.ndarray, batch: int, n_steps: int, n_in: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(batch, n_steps, n_in) uint8 counts from per-spike sample, step and unit indices."""
+    """(batch, n_steps, n_in) uint8 counts from per-spike sample, step and unit indices (into the
+    reusable buffer ``out`` when given)."""
     uniq, counts = _bin_runs(sample, steps, n_steps, units, n_in, batch * n_steps * n_in)
-    x = np.zeros(batch * n_steps * n_in, dtype=np.uint8)
+    x = zeroed_view(out, batch, n_steps, n_in)
     if counts is None:
         x[uniq] = 1
     else:
@@ -177,12 +179,14 @@ def bin_batch(
     dt_ms: float,
     n_in: int,
     fmt: str = "dense",
+    out: np.ndarray | None = None,
 ) -> np.ndarray | Events:
-    """Bin one batch given as CSR arrays; ``fmt`` "dense" -> uint8 array, "events" -> Events."""
+    """Bin one batch given as CSR arrays; ``fmt`` "dense" -> uint8 array (into ``out`` when
+    given), "events" -> Events."""
     batch = int(offsets.shape[0] - 1)
     sample, steps, units = kept_spikes(times, units, offsets, dt_ms, n_steps)
     if fmt == "dense":
-        return dense_from_steps(sample, steps, units, batch, n_steps, n_in)
+        return dense_from_steps(sample, steps, units, batch, n_steps, n_in, out)
     if fmt == "events":
         return events_from_steps(sample, steps, units, batch, n_steps, n_in)
     raise ValueError(f"unknown format {fmt!r}; expected 'dense' or 'events'")
@@ -293,15 +297,29 @@ def precompute(
     )
 
 
-def dense_batch(bs: BinnedSplit, idx: np.ndarray) -> np.ndarray:
-    """(len(idx), n_steps, n_in) uint8 counts of samples ``idx`` of a precomputed split."""
+def zeroed_view(out: np.ndarray | None, batch: int, n_steps: int, n_in: int) -> np.ndarray:
+    """A zeroed flat uint8 array of ``batch * n_steps * n_in`` entries: the first entries of
+    ``out`` when given (reused, so that no new pages are touched per batch), else a new one."""
+    size = batch * n_steps * n_in
+    if out is None:
+        return np.zeros(size, dtype=np.uint8)
+    flat = out.reshape(-1)[:size]
+    if flat.shape[0] < size:
+        raise ValueError(f"output buffer holds {out.size} entries, the batch needs {size}")
+    flat.fill(0)
+    return flat
+
+
+def dense_batch(bs: BinnedSplit, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(len(idx), n_steps, n_in) uint8 counts of samples ``idx`` of a precomputed split, written
+    into ``out`` (a reusable buffer of at least that size) when given."""
     pos, new_offsets = gather(bs.offsets, idx)
     batch = int(new_offsets.shape[0] - 1)
     tk = bs.n_steps * bs.n_in
     # int64 (intp) indices: numpy would convert narrower ones before scattering
     flat = bs.code[pos].astype(np.int64)
     flat += sample_index(new_offsets, np.int64) * tk
-    x = np.zeros(batch * tk, dtype=np.uint8)
+    x = zeroed_view(out, batch, bs.n_steps, bs.n_in)
     if bs.count is None:
         x[flat] = 1
     else:

@@ -207,13 +207,13 @@ class SpikeDataset:
         files = {split: (src["path"] or f"{name}/{split}") for split, src in sources.items()}
 
         keys = next((r.keys for r in raw.values() if r.keys), None)
-        max_label = max(int(r.labels.max()) for r in raw.values())
-        n_classes = len(keys) if keys else max_label + 1
+        n_classes = len(keys) if keys else int(raw["train"].labels.max()) + 1
         for split, r in raw.items():
             top = int(r.labels.max())
             if top >= n_classes:
+                source = "/extra/keys names" if keys else "the training labels give"
                 raise InputError(
-                    f"{files[split]}: label {top} out of range: /extra/keys names {n_classes} classes"
+                    f"{files[split]}: label {top} out of range: {source} {n_classes} classes"
                 )
 
         if "valid" in raw:
@@ -222,6 +222,11 @@ class SpikeDataset:
         else:
             train = raw["train"]
             valid_idx = stratified_split(train.labels, valid_fraction, int(split_seed))
+            if valid_fraction > 0 and valid_idx.shape[0] == 0:
+                raise InputError(
+                    f"{files['train']}: {train.n_samples} training samples are too few to cut a "
+                    f"validation split of {valid_fraction:g}; add a valid file or more samples"
+                )
             keep = np.ones(train.n_samples, dtype=bool)
             keep[valid_idx] = False
             validation = {
@@ -321,13 +326,16 @@ class SpikeDataset:
         seed: int | None = None,
         transform: Transform | None = None,
         drop_last: bool = False,
+        reuse_buffer: bool = False,
     ) -> Iterator[Batch]:
         """Minibatches of ``split`` in order, or in the permutation ``default_rng(seed)`` draws.
 
         ``fmt="dense"`` fills ``Batch.x`` (B, T, n_in) uint8 counts; ``fmt="events"`` fills
         ``Batch.events``. ``transform(times, units, offsets, labels, rng)`` receives copies of the
         batch's raw spikes (seconds, CSR) and the generator, and returns them changed together
-        with the number of input units, before binning.
+        with the number of input units, before binning. With ``reuse_buffer`` every dense batch
+        is written into one buffer kept by the dataset (see :meth:`prepare`): a batch's ``x`` is
+        then valid only until the next batch is drawn.
         """
         raw = self._split(split)
         batch_size = _check_positive_int("batch_size", batch_size)
@@ -336,24 +344,46 @@ class SpikeDataset:
         rng = np.random.default_rng(seed)
         order = rng.permutation(raw.n_samples) if shuffle else np.arange(raw.n_samples)
         binned = self.binned(split) if transform is None else None
-        return self._iterate(raw, order, batch_size, fmt, transform, drop_last, rng, binned)
+        return self._iterate(raw, order, batch_size, fmt, transform, drop_last, rng, binned,
+                             reuse_buffer)
 
-    def _iterate(self, raw, order, batch_size, fmt, transform, drop_last, rng, binned):
+    def prepare(self, batch_size: int, fmt: str, transform: Transform | None = None) -> None:
+        """Do every piece of data preparation a training loop would otherwise do on the way:
+        bin all splits, allocate and touch the reusable dense buffer, and draw one batch (so the
+        allocator holds what a batch needs). A memory gauge armed after this call sees only what
+        the method itself allocates."""
+        for split in SPLITS:
+            self.binned(split)
+        first = next(self.batches("train", batch_size, fmt=fmt, transform=transform,
+                                  reuse_buffer=True), None)
+        del first
+
+    def _dense_buffer(self, batch: int, n_in: int) -> np.ndarray:
+        size = batch * self.n_steps * n_in
+        buffer = getattr(self, "_buffer", None)
+        if buffer is None or buffer.shape[0] < size:
+            buffer = np.zeros(size, dtype=np.uint8)
+            self._buffer = buffer
+        return buffer
+
+    def _iterate(self, raw, order, batch_size, fmt, transform, drop_last, rng, binned, reuse):
         n = order.shape[0]
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             if drop_last and idx.shape[0] < batch_size:
                 return
             if transform is not None:
-                yield self._transformed(raw, idx, fmt, transform, rng)
+                yield self._transformed(raw, idx, fmt, transform, rng, reuse)
                 continue
             y = raw.labels[idx].astype(np.int64)
             if fmt == "dense":
-                yield Batch(y=y, n_steps=self.n_steps, n_in=self.n_in, x=binning.dense_batch(binned, idx))
+                out = self._dense_buffer(batch_size, self.n_in) if reuse else None
+                x = binning.dense_batch(binned, idx, out)
+                yield Batch(y=y, n_steps=self.n_steps, n_in=self.n_in, x=x)
             else:
                 yield Batch(y=y, n_steps=self.n_steps, n_in=self.n_in, events=binning.events_batch(binned, idx))
 
-    def _transformed(self, raw: RawSplit, idx, fmt, transform, rng) -> Batch:
+    def _transformed(self, raw: RawSplit, idx, fmt, transform, rng, reuse: bool = False) -> Batch:
         part = subset(raw, idx)
         out = transform(part.times, part.units, part.offsets, part.labels.astype(np.int64), rng)
         try:
@@ -377,7 +407,8 @@ class SpikeDataset:
             raise ValueError("transform returned inconsistent times/units/offsets/labels")
         if units.size and (int(units.min()) < 0 or int(units.max()) >= n_in):
             raise ValueError(f"transform returned a unit outside 0..{n_in - 1}")
-        binned = binning.bin_batch(times, units, offsets, self.n_steps, self.dt_ms, n_in, fmt)
+        out = self._dense_buffer(labels.shape[0], n_in) if reuse and fmt == "dense" else None
+        binned = binning.bin_batch(times, units, offsets, self.n_steps, self.dt_ms, n_in, fmt, out)
         if fmt == "dense":
             return Batch(y=labels, n_steps=self.n_steps, n_in=n_in, x=binned)
         return Batch(y=labels, n_steps=self.n_steps, n_in=n_in, events=binned)

@@ -264,6 +264,10 @@ def validate_network(hp: NetworkHparams) -> None:
     for key, value in positive.items():
         if not value > 0:
             raise InputError(f"{key} must be positive, got {value}")
+    if not 0.0 <= hp.gauss_mu <= 1.0:
+        raise InputError(f"gauss_mu is a fraction of the window: must be in 0..1, got {hp.gauss_mu}")
+    if hp.gauss_sigma > 1.0:
+        raise InputError(f"gauss_sigma is a fraction of the window: must be at most 1, got {hp.gauss_sigma}")
     if hp.epochs is not None and hp.epochs < 1:
         raise InputError(f"epochs must be at least 1, got {hp.epochs}")
 

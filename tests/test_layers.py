@@ -54,8 +54,11 @@ def test_the_rule_is_checked_on_real_imports(tmp_path: Path) -> None:
 
 def test_jax_adapter_imports_no_torch() -> None:
     pytest.importorskip("spyx")
-    code = "import sys, methods.bptt_spyx; print('torch' in sys.modules, 'snntorch' in sys.modules)"
+    # torch made unimportable: the adapter must load all the same (spyx's own optional data
+    # helpers may try torch when it is installed; the suite's code must not need it)
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['snntorch'] = None; "
+            "import methods.bptt_spyx; print('loaded')")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={**os.environ, "SNN_BENCH_THREADS": "1"})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["loaded"]
