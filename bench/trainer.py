@@ -49,7 +49,6 @@ class Trainer:
         if self.config.resume:
             self.load_checkpoint()
         self.data.prepare(self.hp.batch_size, self.fmt, self.transforms["train"])
-        self.memory.begin_training()
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -58,6 +57,7 @@ class Trainer:
         n_batches = -(-self.data.split_size("train") // self.hp.batch_size)
         with Progress(*columns, disable=not self.config.progress, transient=False,
                       console=Console(stderr=True)) as progress:
+            self.memory.begin_training()  # last: everything the harness sets up is below the baseline
             while self.epoch < self.hp.epochs:
                 task = progress.add_task(f"epoch {self.epoch + 1}/{self.hp.epochs}",
                                          total=n_batches, status="")
@@ -121,8 +121,10 @@ class Trainer:
     # -- evaluation (untimed) -----------------------------------------------------------------
     def _accuracy(self, split: str, stats: list | None = None) -> float:
         correct = total = 0
+        # the reusable buffer here too: evaluation between training phases must not leave
+        # freed batch memory resident for the next phase's gauge to count
         for batch in self.data.batches(split, self.hp.batch_size, fmt=self.fmt,
-                                       transform=self.transforms["eval"]):
+                                       transform=self.transforms["eval"], reuse_buffer=True):
             scores = np.asarray(self.method.predict(batch))
             if not np.all(np.isfinite(scores)):
                 raise DivergedError(f"non-finite scores on the {split} split")

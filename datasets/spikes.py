@@ -19,6 +19,7 @@ from a per-split binned form computed on first use (:func:`datasets.binning.prec
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -354,9 +355,14 @@ class SpikeDataset:
         the method itself allocates."""
         for split in SPLITS:
             self.binned(split)
-        first = next(self.batches("train", batch_size, fmt=fmt, transform=transform,
-                                  reuse_buffer=True), None)
-        del first
+        for split in ("train", "valid"):
+            batches = self.batches(split, batch_size, fmt=fmt, transform=transform, reuse_buffer=True)
+            if fmt == "dense" and transform is None:
+                batches = itertools.islice(batches, 1)  # the buffer is the one large allocation
+            # event batches: let the allocator reach its steady state, a training loop's
+            # (which holds one batch while the next is built)
+            for _ in batches:
+                pass
 
     def _dense_buffer(self, batch: int, n_in: int) -> np.ndarray:
         size = batch * self.n_steps * n_in

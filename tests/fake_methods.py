@@ -47,3 +47,15 @@ class OomMethod(_Constant):
 
     def train_step(self, batch):
         raise MemoryError()
+
+
+class NothingDense(_Constant):
+    """Touches nothing: its training memory is the harness's own."""
+
+    name = "fake-nothing-dense"
+    input_format = "dense"
+
+
+class NothingEvents(NothingDense):
+    name = "fake-nothing-events"
+    input_format = "events"
