@@ -10,12 +10,15 @@ and so does a cell whose record came from another version of the adapter's sourc
 record's ``method_source``), so that edited code is never represented by old results.
 
 Each run's output goes to ``<out>/logs/<cell>.log``. Exit status: 0 when every cell ended ``ok`` or
-``diverged``; 1 when some failed, timed out or crashed (they are named); 2 on bad input (a run
-that rejects its arguments stops the suite); 130 when interrupted.
+``diverged``; 1 when some failed, timed out or crashed (they are named), or when the output folder
+could no longer be written (no cell is started after that); 2 on bad input (a run that rejects its
+arguments stops the suite, and so does another suite already working on the same ``--out``); 130
+when interrupted (SIGINT or SIGTERM: the running cell is stopped too).
 
-Cells run one after another: runs that share a machine disturb each other's clocks. To spread a
-suite over machines, ``--dry-run`` prints one command per cell for an external scheduler (records
-then go to shared storage and ``report`` reads them from there).
+With the default ``--executor local`` cells run one after another: runs that share a machine
+disturb each other's clocks. ``--executor slurm|ray`` hands each cell to a cluster engine
+(:mod:`bench.executors`, docs/cluster.md); ``--dry-run`` prints one command per cell for any
+other scheduler.
 """
 
 from __future__ import annotations

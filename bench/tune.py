@@ -74,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"directory for the study, its records and curves (default {DEFAULT_OUT})")
     parser.add_argument("--show-space", action="store_true",
                         help="print the search space of the method and exit")
+    from bench.suite import add_executor_arguments
+
+    add_executor_arguments(parser)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="slurm, ray: workers the engine starts on the study (default 1)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,6 +107,11 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("--threads must be at least 1")
     if not space:
         raise InputError("nothing to tune: the search space is empty (see --show-space)")
+    if args.executor != "local":
+        from bench.tune_cluster import run_workers
+
+        args.storage = run_workers(args, study_name(args))
+        args.trials = 0  # the workers are done: this process only sums up
     return run_worker(args, space, fixed, search_spaces.defaults_of(method_cls.Hparams))
 
 

@@ -293,3 +293,21 @@ def test_journal_storage_holds_a_study(tmp_path):
     assert [t.value for t in again.trials] == [0.3, 0.6]
     curve = tune_curve.tuning_curve(url, "j")
     np.testing.assert_allclose(curve["best_so_far"], [0.3, 0.6])
+
+
+def test_two_workers_through_submitit_share_one_journal_study(tiny_data, tmp_path, capsys):
+    pytest.importorskip("submitit")
+    from bench.cli import main
+
+    out = tmp_path / "studies"
+    assert main(tune_args(tiny_data, out, "--trials", "2", "--executor", "slurm",
+                          "--slurm-cluster", "local", "--workers", "2")) == 0
+    printed = capsys.readouterr()
+    assert "this worker ran 0" in printed.out and "best validation accuracy" in printed.out
+    assert printed.err.count("exit status 0") == 2
+    study = optuna.load_study(study_name="s",
+                              storage=tune_storage.open_storage(f"journal:///{out.resolve()}/s.log"))
+    counted = [t for t in study.trials if tune_worker.counted(t)]
+    assert len(counted) == 2 and all(t.state.name == "COMPLETE" for t in counted)
+    assert len(list((out / "s" / "runs").glob("*.json"))) == 2
+    assert not (out / "s.db").exists()
