@@ -307,7 +307,7 @@ def exit_status(outcomes: list[Outcome]) -> int:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     print(f"{len(outcomes)} run{'' if len(outcomes) == 1 else 's'} ({ran} run now, "
-          f"{len(outcomes) - ran} done before): {summary}", file=sys.stderr)
+          f"{sum(o.skipped for o in outcomes)} done before): {summary}", file=sys.stderr)
     if failed:
         print(f"error: {len(failed)} run{'s' if len(failed) > 1 else ''} did not succeed: "
               + "; ".join(f"{o.cell.label} ({o.status})" for o in failed), file=sys.stderr)
