@@ -24,6 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from datasets.catalog import DEFAULT_DATASET
 from datasets.types import InputError
 from bench.records import file_safe
 from bench.report import fmt_bytes, fmt_seconds, last_epoch_seconds, median
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated sequence lengths T (default 200,500,1000,2000)")
     parser.add_argument("--hidden", default="256", help="comma-separated hidden sizes (default 256)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--dataset", default=DEFAULT_DATASET)
     parser.add_argument("--epochs", type=int, default=2,
                         help="epochs per point (default 2: the last one is timed warm)")
     parser.add_argument("--max-batches", type=int, default=4, metavar="N",

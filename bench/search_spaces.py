@@ -2,14 +2,17 @@
 
 A method's space is built from the fields its ``Hparams`` dataclass actually has:
 
-1. :data:`CATALOG` gives a range to every hyperparameter name shared by several methods
+1. a field that declares its own range in its metadata is searched over that range::
+
+       gamma: float = field(default=0.3, metadata={"search": {"low": 0.1, "high": 1.0, "log": True}})
+
+   The entry may give ``low``/``high`` (a float or int range, by the type of the default),
+   ``factor`` (from default/factor to default*factor), or ``choices``; ``log`` (log scale),
+   ``on`` (False: searched only when named in ``--params``) and ``only_if`` (a dict of values
+   that must hold, e.g. ``{"loss": "gauss_window"}``). A method's own declaration wins;
+2. otherwise :data:`CATALOG` gives a range to the hyperparameters of the shared contract
    (``lr``, ``tau_mem``, ``tau_syn``, the readout window ``gauss_mu``/``gauss_sigma``, the
-   augmentations ``aug_*``, ...) and to a few method-specific ones (``surrogate_slope``, ...);
-2. a float field whose name says it is a regulariser strength (``reg_strength``,
-   ``reg_lambda``, ``spike_reg``, ...; see :func:`is_regulariser`) is searched on a log scale
-   from a tenth to ten times its default, so EventProp's spike-count regulariser is tuned
-   whatever its exact field name;
-3. :data:`METHOD_SPACES` adds or replaces entries for one method (by its registered name).
+   augmentations ``aug_*``, ``surrogate_slope``, ...).
 
 Every entry is either *on* (tuned unless ``--params`` says otherwise) or *off* (tuned only when
 named in ``--params``). A hyperparameter fixed on the command line (``--set k=v``) is never
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +37,8 @@ from methods.api import READOUTS, BaseHparams, InputError
 @dataclass(frozen=True)
 class Param:
     """One searched hyperparameter: a float or int range (optionally log-scaled) or a set of
-    choices; ``on``: searched by default; ``when``: searched only if it holds for the values
-    decided so far (defaults, fixed values and earlier samples, in the space's order)."""
+    choices; ``on``: searched by default; ``only_if``: searched only if these values hold among
+    those decided so far (defaults, fixed values and earlier samples, in the space's order)."""
 
     kind: str  # "float" | "int" | "categorical"
     low: float | None = None
@@ -43,8 +46,10 @@ class Param:
     log: bool = False
     choices: tuple = ()
     on: bool = True
-    when: Callable[[Mapping[str, Any]], bool] | None = None
-    condition: str = ""  # the ``when`` rule in words, for listings
+    only_if: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs that must hold
+
+    def applies(self, values: Mapping[str, Any]) -> bool:
+        return all(values.get(name) == value for name, value in self.only_if)
 
     def suggest(self, trial, name: str):
         """Draw this hyperparameter from an optuna trial."""
@@ -61,24 +66,23 @@ class Param:
             text = "one of " + ", ".join(map(str, self.choices))
         else:
             text = f"{self.kind} in [{self.low:g}, {self.high:g}]" + (" (log)" if self.log else "")
-        if self.condition:
-            text += f", only if {self.condition}"
+        if self.only_if:
+            text += ", only if " + ", ".join(f"{k}={v}" for k, v in self.only_if)
         return text
 
 
-def _gauss(values: Mapping[str, Any]) -> bool:
-    return values.get("loss") == "gauss_window"
+_GAUSS = (("loss", "gauss_window"),)
 
-
-# Name -> range, for every method whose Hparams has a field of that name.
+# Name -> range of the shared contract's hyperparameters (methods/api.py), for every method whose
+# Hparams has a field of that name and declares no range of its own.
 CATALOG: dict[str, Param] = {
     "lr": Param("float", 1e-4, 1e-2, log=True),
     "tau_mem": Param("float", 10.0, 80.0, log=True),  # ms; kept above tau_syn: no tau_m = tau_s
     "tau_syn": Param("float", 1.0, 8.0, log=True),  # ms
     "tau_out": Param("float", 10.0, 80.0, log=True, on=False),
     "loss": Param("categorical", choices=READOUTS, on=False),
-    "gauss_mu": Param("float", 0.2, 0.9, when=_gauss, condition="loss=gauss_window"),
-    "gauss_sigma": Param("float", 0.05, 0.5, log=True, when=_gauss, condition="loss=gauss_window"),
+    "gauss_mu": Param("float", 0.2, 0.9, only_if=_GAUSS),
+    "gauss_sigma": Param("float", 0.05, 0.5, log=True, only_if=_GAUSS),
     "aug_shift": Param("int", 0, 40),  # channels
     "aug_blend": Param("float", 0.0, 0.5),
     "aug_dropout": Param("float", 0.0, 0.3, on=False),
@@ -87,28 +91,7 @@ CATALOG: dict[str, Param] = {
     "hidden": Param("int", 64, 1024, log=True, on=False),
     "batch_size": Param("categorical", choices=(16, 32, 64, 128), on=False),
     "surrogate_slope": Param("float", 10.0, 300.0, log=True),
-    # e-prop
-    "gamma": Param("float", 0.1, 1.0, log=True),
-    "tau_adapt": Param("float", 50.0, 1000.0, log=True, on=False),
-    "adapt_strength": Param("float", 0.05, 2.0, log=True, on=False),
 }
-
-# Method name -> entries added to, or replacing, the catalog's for that method.
-METHOD_SPACES: dict[str, dict[str, Param]] = {
-    "eventprop": {
-        "lr": Param("float", 1e-4, 5e-3, log=True),
-        "reg_nu": Param("float", 5.0, 30.0, on=False),  # target spikes per neuron per second
-    },
-}
-
-_REGULARISER_WORDS = ("reg_strength", "reg_lambda", "reg_weight", "lambda_reg", "spike_reg",
-                      "regulariser", "regularizer", "regularisation", "regularization")
-
-
-def is_regulariser(name: str) -> bool:
-    """A field named as a regulariser *strength* (not its target rate)."""
-    lowered = name.lower()
-    return any(word in lowered for word in _REGULARISER_WORDS)
 
 
 def defaults_of(hparams_cls: type[BaseHparams]) -> dict[str, Any]:
@@ -122,26 +105,41 @@ def defaults_of(hparams_cls: type[BaseHparams]) -> dict[str, Any]:
     return out
 
 
-def full_space(hparams_cls, method: str | None = None) -> dict[str, Param]:
+def declared_param(f: dataclasses.Field, default: Any) -> Param | None:
+    """The range a field declares in ``metadata["search"]``, or None."""
+    spec = f.metadata.get("search") if f.metadata else None
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"field {f.name}: metadata['search'] must be a dict, got {spec!r}")
+    common = {"log": bool(spec.get("log", False)), "on": bool(spec.get("on", True)),
+              "only_if": tuple(sorted(dict(spec.get("only_if") or {}).items()))}
+    if "choices" in spec:
+        return Param("categorical", choices=tuple(spec["choices"]), **common)
+    kind = "int" if isinstance(default, int) and not isinstance(default, bool) else "float"
+    if "factor" in spec:
+        factor = float(spec["factor"])
+        if not (isinstance(default, (int, float)) and default > 0 and math.isfinite(default)):
+            raise TypeError(f"field {f.name}: a 'factor' range needs a positive default")
+        return Param(kind, default / factor, default * factor, **common)
+    return Param(kind, spec["low"], spec["high"], **common)
+
+
+def full_space(hparams_cls) -> dict[str, Param]:
     """Every hyperparameter of ``hparams_cls`` that can be searched, on or off, in a stable
     order (the dataclass's field order)."""
     defaults = defaults_of(hparams_cls)
-    extra = METHOD_SPACES.get(method or "", {})
     space: dict[str, Param] = {}
     for f in dataclasses.fields(hparams_cls):
-        name = f.name
-        if name in extra:
-            space[name] = extra[name]
-        elif name in CATALOG:
-            space[name] = CATALOG[name]
-        elif is_regulariser(name):
-            default = defaults.get(name)
-            if isinstance(default, float) and default > 0 and math.isfinite(default):
-                space[name] = Param("float", default / 10.0, default * 10.0, log=True)
+        declared = declared_param(f, defaults.get(f.name))
+        if declared is not None:
+            space[f.name] = declared
+        elif f.name in CATALOG:
+            space[f.name] = CATALOG[f.name]
     return space
 
 
-def space_for(hparams_cls, method: str | None = None, *, params: str | None = None,
+def space_for(hparams_cls, *, params: str | None = None,
               fixed: Mapping[str, Any] | None = None) -> dict[str, Param]:
     """The space a tuning study searches.
 
@@ -149,7 +147,7 @@ def space_for(hparams_cls, method: str | None = None, *, params: str | None = No
     to or remove from the default entries. ``fixed``: hyperparameters set on the command line,
     left out of the space. Raises InputError for a name the method cannot search.
     """
-    available = full_space(hparams_cls, method)
+    available = full_space(hparams_cls)
     chosen = [name for name, p in available.items() if p.on]
     if params:
         items = [item.strip() for item in params.split(",") if item.strip()]
@@ -181,7 +179,7 @@ def space_for_method(method: str, **kwargs) -> dict[str, Param]:
     """:func:`space_for` of a registered method (imports its adapter)."""
     from bench import registry
 
-    return space_for(registry.load_method(method).Hparams, method, **kwargs)
+    return space_for(registry.load_method(method).Hparams, **kwargs)
 
 
 def sample(space: Mapping[str, Param], trial, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,7 +188,7 @@ def sample(space: Mapping[str, Param], trial, context: Mapping[str, Any]) -> dic
     values = dict(context)
     drawn: dict[str, Any] = {}
     for name, param in space.items():
-        if param.when is not None and not param.when(values):
+        if not param.applies(values):
             continue
         drawn[name] = values[name] = param.suggest(trial, name)
     return drawn

@@ -10,43 +10,42 @@ and so does a cell whose record came from another version of the adapter's sourc
 record's ``method_source``), so that edited code is never represented by old results.
 
 Each run's output goes to ``<out>/logs/<cell>.log``. Exit status: 0 when every cell ended ``ok`` or
-``diverged``; 1 when some failed, timed out or crashed (they are named); 2 on bad input (a run
-that rejects its arguments stops the suite); 130 when interrupted.
+``diverged``; 1 when some failed, timed out or crashed (they are named), or when the output folder
+could no longer be written (no cell is started after that); 2 on bad input (a run that rejects its
+arguments stops the suite, and so does another suite already working on the same ``--out``); 130
+when interrupted (SIGINT or SIGTERM: the running cell is stopped too).
 
-Cells run one after another: runs that share a machine disturb each other's clocks. To spread a
-suite over machines, ``--dry-run`` prints one command per cell for an external scheduler (records
-then go to shared storage and ``report`` reads them from there).
+With the default ``--executor local`` cells run one after another: runs that share a machine
+disturb each other's clocks. ``--executor slurm|ray`` hands each cell to a cluster engine
+(:mod:`bench.executors`, docs/cluster.md); ``--dry-run`` prints one command per cell for any
+other scheduler.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import shlex
 import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Container, Iterator
+from typing import Any
 
-from bench import registry
+from bench import launcher
+from bench.executors import EXECUTORS
+from bench.executors.cells import DONE_STATUSES, Outcome, existing_cells  # noqa: F401
+from bench.records import stable_hash
+from datasets.catalog import DEFAULT_DATASET
 from datasets.types import InputError
-from bench.records import record_paths, source_hash, stable_hash
 
 DEFAULT_OUT = "reports/runs"
-DONE_STATUSES = ("ok", "diverged")
-RUNNER_EXIT = {0: "ok", 1: "failed", 3: "diverged", 4: "timeout"}
-# How a cell is started; tests replace it with a stand-in script.
-RUN_COMMAND: list[str] = [sys.executable, "-m", "bench", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", required=True, help="comma-separated registered methods")
-    parser.add_argument("--datasets", default="synthetic",
-                        help="comma-separated datasets or dataset paths (default synthetic)")
+    parser.add_argument("--datasets", default=DEFAULT_DATASET,
+                        help=f"comma-separated datasets or dataset paths (default {DEFAULT_DATASET})")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of every run")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -61,6 +60,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wall-clock limit of each run (status timeout)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the command of every cell still to run, and run nothing")
+    add_executor_arguments(parser)
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the runs go (see docs/cluster.md); shared by `suite` and `tune`."""
+    group = parser.add_argument_group("executor")
+    group.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="local: one run after another on this machine (default); slurm: one "
+                            "SLURM job per run (submitit); ray: one Ray task per run")
+    group.add_argument("--retries", type=int, default=None, metavar="N",
+                       help="resubmit a failed or crashed run up to N times, resuming from its "
+                            "checkpoint (default: 0 with the local executor, 2 with the others)")
+    group.add_argument("--partition", default=None, help="slurm: the partition")
+    group.add_argument("--gpus-per-run", type=int, default=0, help="slurm, ray: GPUs per run")
+    group.add_argument("--cpus-per-run", type=int, default=None,
+                       help="slurm, ray: CPUs per run (default: --threads)")
+    group.add_argument("--time", type=int, default=None, metavar="MINUTES",
+                       help="slurm: the job's time limit (default: 4 x --time-limit, else 24 h)")
+    group.add_argument("--slurm-cluster", choices=("slurm", "local"), default="slurm",
+                       help="slurm: 'local' runs the jobs as processes on this machine, as SLURM "
+                            "would (submitit's local executor; for testing)")
+    group.add_argument("--ray-address", default=None,
+                       help="ray: address of a running Ray cluster (default: start a local one)")
+
+
+def engine_options(args: argparse.Namespace) -> dict:
+    """The executor's keyword arguments from the command line."""
+    if args.retries is None:
+        args.retries = 0 if args.executor == "local" else 2
+    for name in ("retries", "gpus_per_run"):
+        if getattr(args, name) < 0:
+            raise InputError(f"--{name.replace('_', '-')} must be 0 or more")
+    cpus = args.cpus_per_run if args.cpus_per_run is not None else args.threads
+    if cpus < 1:
+        raise InputError("--cpus-per-run must be at least 1")
+    if args.time is not None and args.time < 1:
+        raise InputError("--time must be at least 1 minute")
+    if args.executor == "slurm":
+        minutes = args.time or (int(4 * args.time_limit / 60) + 10 if args.time_limit else 24 * 60)
+        return {"cluster": args.slurm_cluster, "partition": args.partition, "cpus": cpus,
+                "gpus": args.gpus_per_run, "minutes": minutes}
+    if args.executor == "ray":
+        return {"address": args.ray_address, "cpus": cpus, "gpus": args.gpus_per_run}
+    return {}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -71,14 +114,25 @@ def main(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise InputError("--threads must be at least 1")
     options = RunOptions(out=args.out, threads=args.threads, time_limit=args.time_limit)
+    engine = engine_options(args)
     if args.dry_run:
         done = existing_cells(Path(args.out))
         for cell in cells:
             if cell.key not in done:
                 print(shlex.join(cell.command(options)))
         return 0
-    outcomes = run_cells(cells, options)
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        outcomes = run_cells(cells, options, executor=args.executor, retries=args.retries,
+                             engine_options=engine)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return print_summary(outcomes)
+
+
+def _terminate(signum, frame):  # SIGTERM stops the suite like Ctrl-C: its running cell too
+    raise KeyboardInterrupt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,22 +214,15 @@ class Cell:
             text += " [" + ", ".join(f"{k}={v}" for k, v in self.grid) + "]"
         return text
 
-    def command(self, options: "RunOptions") -> list[str]:
-        argv = [*RUN_COMMAND, "--method", self.method, "--dataset", self.dataset,
-                "--seed", str(self.seed), "--out", str(options.out),
-                "--threads", str(options.threads), "--device", self.device, "--no-progress",
-                "--tag", f"suite_cell={self.key}"]
+    def command(self, options: "RunOptions", resume: bool = False) -> list[str]:
+        tags = [("suite_cell", self.key)]
         if self.grid:
-            argv += ["--tag", "suite_grid=" + ",".join(f"{k}={v}" for k, v in self.grid)]
-        for key, value in self.tags:
-            argv += ["--tag", f"{key}={value}"]
-        if self.epochs is not None:
-            argv += ["--epochs", str(self.epochs)]
-        for key, value in self.overrides:
-            argv += ["--set", f"{key}={value}"]
-        if options.time_limit is not None:
-            argv += ["--time-limit", f"{options.time_limit:g}"]
-        return argv
+            tags.append(("suite_grid", ",".join(f"{k}={v}" for k, v in self.grid)))
+        return launcher.run_command(
+            method=self.method, dataset=self.dataset, seed=self.seed, out=options.out,
+            threads=options.threads, device=self.device, epochs=self.epochs,
+            time_limit=options.time_limit, tags=[*tags, *self.tags], resume=resume,
+            overrides=[f"{k}={v}" for k, v in self.overrides])
 
 
 def build_cells(*, methods: list[str], datasets: list[str], seeds: list[int],
@@ -208,7 +255,7 @@ def build_cells(*, methods: list[str], datasets: list[str], seeds: list[int],
 
 
 # ---------------------------------------------------------------------------------------------
-# Running
+# Running (bench/executors/)
 
 
 @dataclass
@@ -218,179 +265,13 @@ class RunOptions:
     time_limit: float | None = None
 
 
-@dataclass
-class Outcome:
-    cell: Cell
-    status: str  # ok | diverged | failed | timeout | crashed | skipped
-    record: dict | None = None
-    seconds: float = 0.0
-    note: str = ""
-    log: Path | None = None
-    skipped: bool = False
+def run_cells(cells: list[Cell], options: RunOptions, title: str = "suite", executor: str = "local",
+              retries: int = 0, engine_options: dict | None = None) -> list[Outcome]:
+    """Run every cell not yet done (see :mod:`bench.executors.controller`); one outcome per cell."""
+    from bench.executors.controller import run_cells as control
 
-    @property
-    def succeeded(self) -> bool:
-        return self.status in DONE_STATUSES
-
-
-def existing_cells(out: Path) -> dict[str, dict]:
-    """suite_cell -> its latest finished record (ok or diverged) in ``out`` made by the current
-    source of its adapter."""
-    done: dict[str, dict] = {}
-    sources: dict[str, str | None] = {}  # method -> hash of its adapter file now, read once
-    for record in _json_records(out, warn=True):
-        key = _cell_key(record)
-        if key and record.get("status") in DONE_STATUSES and _current_source(record, sources):
-            if key not in done or (record.get("finished_at") or "") >= (done[key].get("finished_at") or ""):
-                done[key] = record
-    return done
-
-
-def _json_records(out: Path, skip: Container[str] = (), warn: bool = False) -> Iterator[dict]:
-    """The records in ``out`` read as plain JSON, except the files named in ``skip``; an unreadable
-    file is passed over (with a warning if ``warn``)."""
-    for path in record_paths(out):
-        if path.name in skip:
-            continue
-        try:
-            yield json.loads(path.read_text())
-        except (OSError, ValueError):
-            if warn:
-                print(f"warning: cannot read {path}; ignored", file=sys.stderr)
-
-
-def _current_source(record: dict, sources: dict[str, str | None]) -> bool:
-    """False when the record names an adapter source other than the one on disk now (records
-    without ``method_source``, and methods no longer registered, count as current). ``sources``
-    caches each method's hash."""
-    recorded = record.get("method_source")
-    method = str(record.get("method"))
-    if not recorded:
-        return True
-    if method not in sources:
-        try:
-            sources[method] = source_hash(registry.method_module_file(method))
-        except (KeyError, OSError):
-            sources[method] = None
-    return sources[method] is None or recorded == sources[method]
-
-
-def _cell_key(record: dict) -> str | None:
-    return (record.get("tags") or {}).get("suite_cell")
-
-
-def _last_error_line(log: Path) -> str:
-    try:
-        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    for line in reversed(lines):
-        if line.startswith("error:"):
-            return line[len("error:"):].strip()
-    return lines[-1] if lines else ""
-
-
-def run_one(cell: Cell, options: RunOptions) -> Outcome:
-    """Run one cell in its own process and return what became of it."""
-    out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    logs = out / "logs"
-    logs.mkdir(exist_ok=True)
-    log = logs / f"{cell.key}.log"
-    before = {p.name for p in out.glob("*.json")}
-    command = cell.command(options)
-    started = time.monotonic()
-    with open(log, "w") as handle:
-        handle.write("$ " + shlex.join(command) + "\n")
-        handle.flush()
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-        try:
-            code = process.wait()
-        except KeyboardInterrupt:
-            _stop(process)
-            raise
-    seconds = time.monotonic() - started
-    if code == 2:
-        raise InputError(f"{cell.label}: {_last_error_line(log) or 'bad input'} (log: {log})")
-    found = [r for r in _json_records(out, skip=before) if _cell_key(r) == cell.key]
-    record = found[-1] if found else None
-    if record is not None:
-        status = record.get("status", "failed")
-        note = "" if status == "ok" else str(record.get("error") or "")
-    else:
-        status = "crashed"
-        reason = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-        note = f"{reason}, no record: {_last_error_line(log)}"
-    return Outcome(cell=cell, status=status, record=record, seconds=seconds, note=note, log=log)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Let an interrupted run write its record (it handles SIGINT: a terminal's Ctrl-C reaches
-    it too; otherwise it is sent one), then make sure it is gone."""
-    for action, wait in ((None, 5), (signal.SIGINT, 30), (signal.SIGKILL, None)):
-        if process.poll() is not None:
-            return
-        if action is not None:
-            process.send_signal(action)
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def run_cells(cells: list[Cell], options: RunOptions, title: str = "suite") -> list[Outcome]:
-    """Run every cell not yet done, with an overall progress bar; return one outcome per cell."""
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn)
-
-    from rich.markup import escape
-
-    console = Console(stderr=True)
-    done = existing_cells(Path(options.out))
-    outcomes: list[Outcome] = []
-    todo = [c for c in cells if c.key not in done]
-    for cell in cells:
-        if cell.key in done:
-            record = done[cell.key]
-            outcomes.append(Outcome(cell=cell, status=record["status"], record=record,
-                                    note="done before", skipped=True))
-    if len(todo) < len(cells):
-        console.print(f"{title}: {len(cells) - len(todo)} of {len(cells)} runs already done, "
-                      f"{len(todo)} to run")
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("{task.fields[current]}")]
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(title, total=len(todo), current="")
-        for cell in todo:
-            progress.update(task, current=escape(cell.label))
-            try:
-                outcome = run_one(cell, options)
-            except KeyboardInterrupt:
-                progress.console.print(f"{title} interrupted: run the same command again to resume")
-                raise
-            outcomes.append(outcome)
-            progress.console.print(_outcome_line(outcome))
-            progress.update(task, advance=1, current="")
-    order = {cell.key: i for i, cell in enumerate(cells)}
-    outcomes.sort(key=lambda o: order[o.cell.key])
-    return outcomes
-
-
-def _outcome_line(outcome: Outcome) -> str:
-    from rich.markup import escape
-
-    mark = "[green]done[/]" if outcome.succeeded else "[red]FAILED[/]"
-    text = f"{outcome.cell.label}: {outcome.status}"
-    metrics = (outcome.record or {}).get("metrics") or {}
-    if outcome.status == "ok" and metrics.get("test_acc") is not None:
-        text += f", test acc {metrics['test_acc']:.3f}"
-    if metrics.get("seconds_per_epoch") is not None:
-        text += f", {metrics['seconds_per_epoch']:.3g} s/epoch"
-    if outcome.note and not outcome.skipped:
-        text += f" ({outcome.note})"
-    return f"{mark} {escape(text)}"
+    return control(cells, options, title=title, executor=executor, retries=retries,
+                   engine_options=engine_options)
 
 
 def print_summary(outcomes: list[Outcome]) -> int:
@@ -420,13 +301,13 @@ def print_summary(outcomes: list[Outcome]) -> int:
 def exit_status(outcomes: list[Outcome]) -> int:
     """Print the counts and name the runs that did not succeed; 1 if there are any."""
     failed = [o for o in outcomes if not o.succeeded]
-    ran = sum(1 for o in outcomes if not o.skipped)
+    ran = sum(1 for o in outcomes if not o.skipped and o.status != "not started")
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     print(f"{len(outcomes)} run{'' if len(outcomes) == 1 else 's'} ({ran} run now, "
-          f"{len(outcomes) - ran} done before): {summary}", file=sys.stderr)
+          f"{sum(o.skipped for o in outcomes)} done before): {summary}", file=sys.stderr)
     if failed:
         print(f"error: {len(failed)} run{'s' if len(failed) > 1 else ''} did not succeed: "
               + "; ".join(f"{o.cell.label} ({o.status})" for o in failed), file=sys.stderr)

@@ -57,7 +57,7 @@ Prediction: the shared readout (``loss``: sum_t w(t) V_o[t] / T, or max) of V_o.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -75,10 +75,15 @@ class EpropHparams(NetworkHparams):
     lr: float = 5e-3  # 1e-3 (the BPTT reference) leaves the readout at chance in 2 epochs
     loss: str = "sum"
     feedback: Literal["symmetric", "random"] = "symmetric"
-    gamma: float = 0.3  # pseudo-derivative height
+    gamma: float = field(default=0.3,  # pseudo-derivative height
+                         metadata={"search": {"low": 0.1, "high": 1.0, "log": True}})
     alif: bool = False
-    tau_adapt: float = 200.0  # ms, ALIF threshold adaptation
-    adapt_strength: float = 0.5  # beta_a, threshold increase per spike (units of theta)
+    tau_adapt: float = field(default=200.0,  # ms, ALIF threshold adaptation
+                             metadata={"search": {"low": 50.0, "high": 1000.0, "log": True,
+                                                  "on": False}})
+    # beta_a, threshold increase per spike (units of theta)
+    adapt_strength: float = field(default=0.5, metadata={"search": {"low": 0.05, "high": 2.0,
+                                                                     "log": True, "on": False}})
     output_synapse: bool = False  # True: the output current synapse of lif.py (2 filter states)
     chunk: int = 100  # steps per block of the exact block form (memory ~ chunk, not T)
     grad_clip: float = 0.0  # max global norm of an update before Adam; 0 = off

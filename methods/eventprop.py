@@ -83,7 +83,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -102,9 +102,12 @@ THETA = lif.THETA
 class EventPropHparams(NetworkHparams):
     """Defaults: the shared network's (mlGeNN's SHD values) plus EventProp's own knobs."""
 
+    lr: float = field(default=1e-3, metadata={"search": {"low": 1e-4, "high": 5e-3, "log": True}})
     timing: Literal["grid", "exact"] = "grid"
-    reg_nu: float = 14.0  # target spikes per hidden neuron per 1000 ms of input
-    reg_strength: float = 0.01  # spike-count pseudo-loss, in units of the loss signal (docstring)
+    # target spikes per hidden neuron per 1000 ms of input
+    reg_nu: float = field(default=14.0, metadata={"search": {"low": 5.0, "high": 30.0, "on": False}})
+    # spike-count pseudo-loss, in units of the loss signal (docstring)
+    reg_strength: float = field(default=0.01, metadata={"search": {"factor": 10.0, "log": True}})
     silent_boost: float = 0.002  # added to the input weights of neurons silent for an epoch
     min_slope: float = 0.02  # lower bound on (I - theta), the jump's denominator
     lambda_clip: float = 100.0  # |lambda_u| bound after a jump, in units of the drive scale; 0 = off

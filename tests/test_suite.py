@@ -5,13 +5,17 @@ one real end-to-end pass on a tiny dataset: suite -> report -> compare, and a tw
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench import records, registry, suite
+from bench import launcher, records, registry, suite
 from methods.api import InputError
 from bench.cli import main as cli_main
 
@@ -29,12 +33,23 @@ p.add_argument("--seed", type=int)
 p.add_argument("--tag", action="append", default=[])
 p.add_argument("--set", action="append", default=[])
 p.add_argument("--no-progress", action="store_true")
+p.add_argument("--resume", action="store_true")
 a = p.parse_args()
 here = os.path.dirname(os.path.abspath(__file__))
 plan = json.load(open(os.path.join(here, "plan.json")))
 with open(os.path.join(here, "calls.txt"), "a") as log:
     log.write(f"{a.method}:{a.seed} {' '.join(sorted(a.set))}\n")
 outcome = plan.get(f"{a.method}:{a.seed}", "ok")
+if outcome == "slow":  # long enough to be killed mid-run
+    with open(os.path.join(here, "pids.txt"), "a") as log:
+        log.write(f"{os.getpid()}\n")
+    import time
+    time.sleep(float(plan.get("sleep", 60)))
+    outcome = "ok"
+if outcome == "fail_once":  # fails the first time, succeeds when resubmitted
+    marker = os.path.join(here, f"failed-{a.method}-{a.seed}")
+    outcome = "ok" if os.path.exists(marker) else "failed"
+    open(marker, "a").close()
 if outcome == "exit2":
     print("error: unknown hyperparameter 'nosuch'", file=sys.stderr)
     sys.exit(2)
@@ -57,9 +72,10 @@ sys.exit({"ok": 0, "failed": 1, "diverged": 3}[outcome])
 
 @pytest.fixture
 def stand_in(tmp_path, monkeypatch):
+    """(set_plan, calls); the stand-in script is ``tmp_path / "stand_in.py"``."""
     script = tmp_path / "stand_in.py"
     script.write_text(STAND_IN)
-    monkeypatch.setattr(suite, "RUN_COMMAND", [sys.executable, str(script)])
+    monkeypatch.setattr(launcher, "RUN_COMMAND", [sys.executable, str(script)])
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
 
     def set_plan(mapping: dict[str, str]):
@@ -179,6 +195,130 @@ def test_crashes_are_named_and_bad_input_stops_the_suite(tmp_path, stand_in, cap
     err = capsys.readouterr().err
     assert "error: bptt-snntorch on synthetic, seed 1: unknown hyperparameter 'nosuch'" in err
     assert len(calls()) == 4 + 2  # the suite stopped at the bad cell
+
+
+# ---------------------------------------------------------------------------------------------
+# One controller per output folder; a stopped controller stops its run; a folder that cannot be
+# written stops the suite.
+
+
+def suite_process(tmp_path, out, *extra) -> subprocess.Popen:
+    """``bench suite`` in a process of its own, with the stand-in as ``bench run``."""
+    code = ("import sys; from bench import launcher; "
+            f"launcher.RUN_COMMAND = [sys.executable, {str(tmp_path / 'stand_in.py')!r}]; "
+            "from bench.cli import main; sys.exit(main(sys.argv[1:]))")
+    return subprocess.Popen([sys.executable, "-c", code, *SUITE, "--out", str(out), *extra],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_pids(tmp_path, count: int, timeout: float = 120) -> list[int]:
+    path = tmp_path / "pids.txt"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [int(x) for x in path.read_text().split()] if path.exists() else []
+        if len(pids) >= count:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {count} runs started")
+
+
+def gone(pid: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z":
+            return True  # a zombie: ended, not yet reaped
+        time.sleep(0.1)
+    return False
+
+
+def test_two_suites_on_one_folder_run_each_cell_once(tmp_path, stand_in):
+    set_plan, calls = stand_in
+    set_plan({"bptt-snntorch:0": "slow", "sleep": 20})
+    out = tmp_path / "runs"
+    first = suite_process(tmp_path, out)
+    wait_for_pids(tmp_path, 1)
+    second = suite_process(tmp_path, out)
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 2, err
+    assert err.strip().splitlines()[-1] == (
+        f"error: a suite is already running in {out} (pid {first.pid})")
+    assert first.wait(timeout=300) == 0
+    assert cli_main([*SUITE, "--out", str(out)]) == 0  # all done: nothing runs again
+    assert sorted(calls()) == sorted(["bptt-snntorch:0 hidden=16", "bptt-snntorch:1 hidden=16",
+                                      "paralif:0 hidden=16", "paralif:1 hidden=16"])
+    keys = [json.loads(p.read_text())["tags"]["suite_cell"] for p in out.glob("*.json")]
+    assert len(keys) == 4 and len(set(keys)) == 4
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_killed_suite_leaves_no_run_behind(tmp_path, stand_in, signal_name):
+    set_plan, calls = stand_in
+    set_plan({"bptt-snntorch:0": "slow", "sleep": 120})
+    out = tmp_path / "runs"
+    controller = suite_process(tmp_path, out)
+    (child,) = wait_for_pids(tmp_path, 1)
+    controller.send_signal(getattr(signal, signal_name))
+    controller.wait(timeout=60)
+    assert gone(child), "the suite's run outlived it"
+    set_plan({})
+    assert cli_main([*SUITE, "--out", str(out)]) == 0  # the rerun finishes the grid
+    assert len(calls()) == 5
+
+
+def test_a_folder_that_cannot_be_written_stops_the_suite(tmp_path, stand_in, capsys):
+    set_plan, calls = stand_in
+    out = tmp_path / "runs"
+    (out / "logs").mkdir(parents=True)
+    (out / "locks").mkdir()
+    set_plan({"bptt-snntorch:0": "failed"})
+    out.chmod(0o555)  # records cannot be written any more (logs and locks still can)
+    try:
+        if os.access(out, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        assert cli_main([*SUITE, "--out", str(out)]) == 1
+    finally:
+        out.chmod(0o755)
+    err = capsys.readouterr().err
+    assert len(calls()) == 1  # no cell started after the first failed
+    assert f"error: the output folder {out} cannot be written" in err
+    assert "no further run started" in err
+
+
+def test_a_failed_cell_in_a_folder_gone_read_only_stops_the_suite(tmp_path, stand_in, capsys,
+                                                                  monkeypatch):
+    """The same, where file permissions cannot stop this user (root): the folder's check is
+    made to fail as a read-only file system would."""
+    from bench.executors import controller
+
+    set_plan, calls = stand_in
+    set_plan({"bptt-snntorch:0": "failed"})
+    checked = []
+    monkeypatch.setattr(controller, "writable",
+                        lambda folder: checked.append(folder) or "OSError: Read-only file system")
+    out = tmp_path / "runs"
+    assert cli_main([*SUITE, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert checked == [out] and len(calls()) == 1
+    assert (f"error: the output folder {out} cannot be written (OSError: Read-only file "
+            "system); no further run started") in err
+    assert "4 runs (1 run now, 0 done before): 1 failed, 3 not started" in err
+
+
+def test_a_cell_that_fails_once_succeeds_on_resubmission(tmp_path, stand_in, capsys):
+    set_plan, calls = stand_in
+    set_plan({"paralif:0": "fail_once"})
+    out = tmp_path / "runs"
+    assert cli_main([*SUITE, "--out", str(out), "--retries", "1"]) == 0
+    assert len(calls()) == 5
+    found = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    ok = [r["tags"]["suite_cell"] for r in found if r["status"] == "ok"]
+    assert len(ok) == 4 and len(set(ok)) == 4  # every cell's result once
+    assert sum(r["status"] == "failed" for r in found) == 1  # the failed attempt is kept
 
 
 # ---------------------------------------------------------------------------------------------
