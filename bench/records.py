@@ -130,6 +130,19 @@ def project_sources(module_file: str) -> list[str]:
     return sorted(seen)
 
 
+def method_sources(method: str) -> list[str]:
+    """Every project file a run of ``method`` depends on: the adapter's transitive imports and
+    the data path (reader, binning, transforms)."""
+    import datasets.spikes
+    import datasets.transforms
+    from bench import registry
+
+    files = set(project_sources(registry.method_module_file(method)))
+    files.update(project_sources(datasets.spikes.__file__))
+    files.update(project_sources(datasets.transforms.__file__))
+    return sorted(files)
+
+
 def _package_of(path: str) -> str | None:
     try:
         rel = Path(path).resolve().relative_to(PROJECT_ROOT).with_suffix("")

@@ -196,7 +196,7 @@ def run(config: RunConfig) -> tuple[dict, Path | None]:
     method_cls, hparams, data, thread_settings = prepare(config)
     check_memory(hparams, data.spec)
     hp_dict = dataclasses.asdict(hparams)
-    sources = method_sources(config.method)
+    sources = records.method_sources(config.method)
     version = records.method_version(sources, hp_dict)
     run_key = records.stable_hash({"method": config.method, "version": version,
                                    "data": data.spec.content_hash, "seed": config.seed,
@@ -224,18 +224,6 @@ def run(config: RunConfig) -> tuple[dict, Path | None]:
         record["run_key"] = run_key
         record["dataset_info"] = data.provenance
         return _train_and_record(config, method_cls, hparams, data, record, out, paths)
-
-
-def method_sources(method: str) -> list[str]:
-    """Every project file a run of ``method`` depends on: the adapter's transitive imports and
-    the data path (reader, binning, transforms)."""
-    import datasets.spikes
-    import datasets.transforms
-
-    files = set(records.project_sources(registry.method_module_file(method)))
-    files.update(records.project_sources(datasets.spikes.__file__))
-    files.update(records.project_sources(datasets.transforms.__file__))
-    return sorted(files)
 
 
 def _train_and_record(config, method_cls, hparams, data, record, out, paths):

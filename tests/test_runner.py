@@ -63,7 +63,7 @@ def test_ok_run_writes_a_complete_record(tiny_data, tmp_path, capsys, monkeypatc
     assert record["dataset_info"]["validation"]["source"] == "cut from train"
     assert record["env"]["threads"] == 1 and record["env"]["memory_gauge"] == "linux-vmhwm"
     assert record["env"]["allocator_settings"]["MALLOC_ARENA_MAX"] == "2"
-    assert record["method_source"] == records.source_hash(runner.method_sources("bptt-snntorch"))
+    assert record["method_source"] == records.source_hash(records.method_sources("bptt-snntorch"))
     assert record["inference"]["spikes_per_neuron"] >= 0
     assert "record:" in capsys.readouterr().err
     assert (out / "checkpoints" / record["run_key"] / "state.pt").is_file()

@@ -170,7 +170,7 @@ def test_runs_of_an_edited_adapter_run_again(tmp_path, stand_in, capsys):
     out = tmp_path / "runs"
     assert cli_main([*SUITE, "--out", str(out)]) == 0
     assert len(calls()) == 4
-    current = records.source_hash(registry.method_module_file("paralif"))
+    current = records.source_hash(records.method_sources("paralif"))
     for path in out.glob("*.json"):  # paralif's runs: one by today's source, one by another
         record = json.loads(path.read_text())
         if record["method"] == "paralif":

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import launcher, registry
-from bench.records import record_paths, source_hash
+from bench.records import method_sources, record_paths, source_hash
 from datasets.types import InputError
 
 DONE_STATUSES = ("ok", "diverged")
@@ -72,7 +72,7 @@ def _current_source(record: dict, sources: dict[str, str | None]) -> bool:
         return True
     if method not in sources:
         try:
-            sources[method] = source_hash(registry.method_module_file(method))
+            sources[method] = source_hash(method_sources(method))
         except (KeyError, OSError):
             sources[method] = None
     return sources[method] is None or recorded == sources[method]
