@@ -27,7 +27,8 @@ from bench import checkpoints, measure, records, registry
 from bench.locks import Lock
 from bench.trainer import TimeLimitReached, Trainer
 from datasets.catalog import DEFAULT_DATASET
-from methods.api import DivergedError, InputError, make_hparams, parse_overrides
+from methods.api import (DivergedError, InputError, lr_from_dataset_budget, make_hparams,
+                         parse_overrides)
 
 EXIT_CODES = {"ok": 0, "failed": 1, "diverged": 3, "timeout": 4}
 DEFAULT_OUT = "reports/runs"
@@ -124,6 +125,8 @@ def prepare(config: RunConfig):
     data = datasets.open_dataset(config.dataset, steps=hparams.steps, dt_ms=hparams.dt_ms)
     if hparams.epochs is None:
         hparams = dataclasses.replace(hparams, epochs=data.recommended_epochs)
+    if "lr" not in overrides and lr_from_dataset_budget(method_cls.Hparams):
+        hparams = dataclasses.replace(hparams, lr=data.recommended_lr)
     return method_cls, hparams, data, thread_settings
 
 
@@ -222,6 +225,9 @@ def run(config: RunConfig) -> tuple[dict, Path | None]:
             tags=config.tags,
         )
         record["run_key"] = run_key
+        record["budget"] = {"epochs": hparams.epochs, "lr": getattr(hparams, "lr", None),
+                            "dataset_epochs": data.recommended_epochs,
+                            "dataset_lr": data.recommended_lr}
         record["dataset_info"] = data.provenance
         return _train_and_record(config, method_cls, hparams, data, record, out, paths)
 

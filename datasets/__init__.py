@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .types import InputError
 
-from .catalog import recommended_epochs
+from .catalog import recommended_epochs, recommended_lr
 from .paths import data_dir, dataset_files, unknown_name
 from .spikes import SpikeDataset
 
@@ -55,4 +55,5 @@ def open_dataset(
         split_seed=split_seed,
         cache_dir=directory,
         recommended_epochs=epochs,
+        recommended_lr=recommended_lr(name),
     )

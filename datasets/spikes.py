@@ -139,8 +139,8 @@ def arrays_md5(raw: RawSplit) -> str:
 class SpikeDataset:
     """Train/valid/test splits of a spike dataset, binned to ``steps`` steps of ``dt_ms``.
 
-    Attributes: ``spec`` (:class:`bench.api.DatasetSpec`), ``provenance`` (JSON-serialisable),
-    ``recommended_epochs``.
+    Attributes: ``spec`` (:class:`datasets.types.DatasetSpec`), ``provenance`` (JSON-serialisable),
+    ``recommended_epochs`` and ``recommended_lr`` (the budget a run uses unless told otherwise).
     """
 
     def __init__(
@@ -155,6 +155,7 @@ class SpikeDataset:
         cache_dir: Path | None = None,
         recommended_epochs: int = 100,
         n_in: int = N_IN,
+        recommended_lr: float = 1e-3,
     ):
         steps, dt_ms, valid_fraction, split_seed = _check_args(steps, dt_ms, valid_fraction, split_seed)
         for split in ("train", "test"):
@@ -165,6 +166,7 @@ class SpikeDataset:
         sources = {split: {"path": str(Path(p).resolve()), "md5": md5s[split]} for split, p in files.items()}
         self._setup(name, raw, md5s, sources, steps, dt_ms, valid_fraction, split_seed,
                     recommended_epochs, n_in)
+        self.recommended_lr = float(recommended_lr)
 
     @classmethod
     def from_raw(
@@ -178,6 +180,7 @@ class SpikeDataset:
         split_seed: int = 0,
         recommended_epochs: int = 100,
         n_in: int = N_IN,
+        recommended_lr: float = 1e-3,
     ) -> "SpikeDataset":
         """A dataset from splits already in memory (benchmarks, tests, converted recordings).
 
@@ -195,6 +198,7 @@ class SpikeDataset:
         self = cls.__new__(cls)
         self._setup(name, dict(splits), md5s, sources, steps, dt_ms, valid_fraction, split_seed,
                     recommended_epochs, n_in)
+        self.recommended_lr = float(recommended_lr)
         return self
 
     def _setup(self, name, raw, md5s, sources, steps, dt_ms, valid_fraction, split_seed,

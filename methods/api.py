@@ -47,15 +47,19 @@ class DivergedError(Exception):
 class BaseHparams:
     """Hyperparameters every method has. Adapters derive their own dataclass from this one.
 
-    ``epochs=None`` means the dataset's recommended budget (SHD/SSC: the reference 100; the
-    embedded synthetic set: a few epochs). ``steps`` and ``dt_ms`` set the binning of the input.
+    ``epochs=None`` means the dataset's recommended budget, and an ``lr`` marked
+    ``from_dataset_budget`` takes that budget's rate when not set (SHD/SSC: the reference 100
+    epochs at Adam 1e-3; the embedded synthetic set: 2 epochs at 1e-2; see
+    :mod:`datasets.catalog`). ``steps`` and ``dt_ms`` set the binning of the input.
     """
 
     epochs: int | None = None
     batch_size: int = 32
     steps: int = 1000
     dt_ms: float = 1.0
-    lr: float = 1e-3
+    # The Adam rate. Unless set (--set lr=...), a run takes the dataset's recommended rate, the
+    # one its epoch budget was chosen with; this default is for use outside the runner.
+    lr: float = field(default=1e-3, metadata={"from_dataset_budget": True})
     # Input augmentation (training batches only; see datasets/transforms.py).
     aug_shift: int = 0  # random shift of all channels of a sample by up to +-aug_shift
     aug_blend: float = 0.0  # extra samples per batch, as a fraction, blended from two of one class
@@ -209,6 +213,13 @@ def _convert(text: str, annotation: Any) -> Any:
     if annotation is str:
         return text
     raise ValueError(f"cannot parse a value of type {annotation}")
+
+
+def lr_from_dataset_budget(cls: type[BaseHparams]) -> bool:
+    """Whether ``cls``'s learning rate follows the dataset's budget when not set explicitly (a
+    method with a rate of its own scale, e.g. R-STDP's, declares its own default instead)."""
+    found = {f.name: f for f in dataclasses.fields(cls)}.get("lr")
+    return bool(found is not None and found.metadata.get("from_dataset_budget"))
 
 
 def hparam_fields(cls: type[BaseHparams]) -> dict[str, Any]:

@@ -156,3 +156,21 @@ def test_list_needs_no_framework():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "bptt-snntorch" in result.stdout and "synthetic" in result.stdout
+
+
+def test_learning_rate_comes_from_the_dataset_budget_unless_set(tiny_data, tmp_path):
+    from methods.api import NetworkHparams, lr_from_dataset_budget
+
+    out = tmp_path / "runs"
+    base = ["--method", "bptt-snntorch", "--dataset", str(tiny_data), "--epochs", "1", *TINY]
+    assert run_cli(*base, "--out", str(out / "a")) == 0
+    assert run_cli(*base, "--out", str(out / "b"), "--set", "lr=0.003") == 0
+    (a,) = [r for _, r in records.iter_records(out / "a")]
+    (b,) = [r for _, r in records.iter_records(out / "b")]
+    assert a["hparams"]["lr"] == 1e-3 and a["budget"]["dataset_lr"] == 1e-3  # own files: reference
+    assert b["hparams"]["lr"] == 0.003
+    from datasets.catalog import recommended_lr
+
+    assert recommended_lr("synthetic") == 1e-2 and recommended_lr("shd") == 1e-3
+    assert lr_from_dataset_budget(NetworkHparams)
+    assert not lr_from_dataset_budget(registry.load_method("rstdp").Hparams)
