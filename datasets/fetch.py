@@ -16,6 +16,7 @@ import http.client
 import os
 import re
 import shutil
+import sys
 import socket
 import urllib.error
 import urllib.request
@@ -190,6 +191,36 @@ def _decompress(gz: Path, target: Path) -> None:
             tmp.unlink()
 
 
+def _sidecar(target: Path) -> Path:
+    """The md5 of a decompressed file, written when it was fetched."""
+    return target.with_name(target.name + ".md5")
+
+
+def _intact(target: Path, bar: "_Progress") -> bool:
+    """Whether an existing file is whole: its md5 equals the one recorded when it was fetched
+    (a file put there by hand, without that record, must at least read in the published schema).
+    A damaged file is removed, so that it is downloaded again."""
+    if not target.is_file():
+        return False
+    sidecar = _sidecar(target)
+    if sidecar.is_file():
+        ok = md5_of_file(target) == sidecar.read_text().strip()
+    else:
+        from .h5 import read_split
+
+        try:
+            read_split(target)
+            ok = True
+        except InputError:
+            ok = False
+    if not ok:
+        bar.log(f"{target} is damaged (checksum or schema); downloading it again")
+        print(f"warning: {target} is damaged; downloading it again", file=sys.stderr)
+        target.unlink()
+        sidecar.unlink(missing_ok=True)
+    return ok
+
+
 def fetch(
     name: str,
     data_dir: str | os.PathLike | None = None,
@@ -215,13 +246,13 @@ def fetch(
     except OSError as exc:
         raise InputError(f"cannot create {directory}: {exc.strerror}") from None
     targets = {split: directory / gz[: -len(".gz")] for split, gz in files.items()}
-    todo = {split: gz for split, gz in files.items() if not targets[split].is_file()}
-    if todo and md5s is None:
-        md5s = fetch_md5s(base_url, timeout)
     with _Progress(progress) as bar:
+        todo = {split: gz for split, gz in files.items() if not _intact(targets[split], bar)}
+        if todo and md5s is None:
+            md5s = fetch_md5s(base_url, timeout)
         for split, gz in files.items():
             if split not in todo:
-                bar.log(f"{targets[split]} already present")
+                bar.log(f"{targets[split]} already present (verified)")
                 continue
             expected = (md5s or {}).get(gz)
             if expected is None:
@@ -236,6 +267,7 @@ def fetch(
                     "the download was deleted, run the fetch again"
                 )
             _decompress(part, targets[split])
+            _sidecar(targets[split]).write_text(md5_of_file(targets[split]) + "\n")
             part.unlink()
             bar.log(f"{targets[split]} ready")
     return targets

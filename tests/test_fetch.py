@@ -170,3 +170,18 @@ def test_server_errors_are_input_errors(tmp_path, published):
     with Server({}) as server:
         with pytest.raises(InputError, match=r"md5sums\.txt: HTTP 404"):
             fetch("ssc", tmp_path, base_url=server.url, progress=False)
+
+
+def test_a_damaged_present_file_is_verified_and_downloaded_again(tmp_path, published, capsys):
+    root, files = published
+    with Server(files) as server:
+        out = fetch("shd", tmp_path / "data", base_url=server.url, progress=False)
+    good = out["train"].read_bytes()
+    damaged = bytearray(good)
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte: still the right size
+    out["train"].write_bytes(bytes(damaged))
+    with Server(files) as again:
+        fetch("shd", tmp_path / "data", base_url=again.url, progress=False)
+    assert [name for name, _ in again.requests] == ["md5sums.txt", "shd_train.h5.gz"]
+    assert out["train"].read_bytes() == good
+    assert "is damaged" in capsys.readouterr().err
