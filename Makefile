@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NORSE := norse==1.1.0
 
-.PHONY: bench test setup clean
+.PHONY: bench test setup clean gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,21 @@ bench: setup
 ## The test suite (what CI runs)
 test: setup
 	$(PY) -m pytest -q
+
+## On a machine with a CUDA build of torch 2.13.0 (and jax with CUDA for spyx): every torch and JAX
+## method for one epoch on the GPU, the CPU-vs-GPU tests, and EventProp against BPTT over T, into
+## reports/gpu-check/ (report.md lists what ran). Nothing here has run on a GPU yet.
+GPU_OUT := reports/gpu-check
+gpu-check: setup
+	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'error: torch sees no GPU (a CPU build, or no driver); install the CUDA build of torch 2.13.0')"
+	mkdir -p $(GPU_OUT)
+	$(PY) -m pytest -q -m gpu tests/test_gpu.py 2>&1 | tee $(GPU_OUT)/tests.txt
+	$(PY) -m bench suite --methods $$($(PY) -c "import sys; sys.path.insert(0, 'tests'); from test_gpu import gpu_methods; print(','.join(gpu_methods()))") \
+	  --device cuda --epochs 1 --seeds 0 --out $(GPU_OUT)/runs
+	$(PY) -m bench scale --methods eventprop,bptt-snntorch,bptt-spyx --steps 200,1000,2000 \
+	  --device cuda --out $(GPU_OUT)/scale
+	$(PY) -m bench report --runs $(GPU_OUT)/runs --out $(GPU_OUT)/report
+	@echo "gpu-check: $(GPU_OUT)/tests.txt, $(GPU_OUT)/report/report.md and the scale table above"
 
 clean:
 	rm -rf $(VENV) reports/runs reports/checkpoints
