@@ -9,7 +9,7 @@ NORSE := norse==1.1.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[norse,jax,tune,test]'
+	$(PY) -m pip install --quiet -e '.[norse,jax,tune,cluster,test]'
 	$(PY) -m pip install --quiet --no-deps $(NORSE)
 	touch $@
 
