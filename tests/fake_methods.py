@@ -59,3 +59,23 @@ class NothingDense(_Constant):
 class NothingEvents(NothingDense):
     name = "fake-nothing-events"
     input_format = "events"
+
+
+class SilentMethod(_Constant):
+    """A network whose hidden layer never fires (as one trained into silence)."""
+
+    name = "fake-silent"
+
+    def train_step(self, batch):
+        super().train_step(batch)
+        return {"loss": 2.0, "correct": 0, "hidden_spikes": 0}
+
+
+class FlatMethod(_Constant):
+    """A network whose outputs stay uniform: the loss sits at ln(C) for ever."""
+
+    name = "fake-flat"
+
+    def train_step(self, batch):
+        super().train_step(batch)
+        return {"loss": float(np.log(self.n_classes)), "correct": 0}

@@ -33,7 +33,8 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture
 def fakes(monkeypatch):
     for name, cls in (("fake-nan", "NanMethod"), ("fake-crash", "CrashMethod"),
-                      ("fake-oom", "OomMethod")):
+                      ("fake-oom", "OomMethod"), ("fake-silent", "SilentMethod"),
+                      ("fake-flat", "FlatMethod")):
         monkeypatch.setitem(registry.METHODS, name, f"fake_methods:{cls}")
 
 
@@ -174,3 +175,19 @@ def test_learning_rate_comes_from_the_dataset_budget_unless_set(tiny_data, tmp_p
     assert recommended_lr("synthetic") == 1e-2 and recommended_lr("shd") == 1e-3
     assert lr_from_dataset_budget(NetworkHparams)
     assert not lr_from_dataset_budget(registry.load_method("rstdp").Hparams)
+
+
+@pytest.mark.parametrize("method, message", [
+    ("fake-silent", "hidden layer silent for the whole of epoch 2"),
+    ("fake-flat", "training loss flat at ln(C)"),
+])
+def test_a_network_that_stopped_learning_is_stopped_as_diverged(tiny_data, tmp_path, fakes,
+                                                                 method, message):
+    """The first epoch is a grace period (a remedy may revive a layer that starts silent); a
+    second silent or flat epoch ends the run as diverged instead of training on to the end."""
+    out = tmp_path / "runs"
+    assert run_cli("--method", method, "--dataset", str(tiny_data), "--out", str(out),
+                   "--epochs", "10", "--no-progress") == 3
+    record = only_record(out)
+    assert record["status"] == "diverged" and message in record["error"]
+    assert record["metrics"]["epochs"] == 1 and record["metrics"]["test_acc"] is None
