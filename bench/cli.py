@@ -53,6 +53,8 @@ def _first_docstring_line(method: str) -> str:
             doc = ast.get_docstring(ast.parse(handle.read())) or ""
     except (OSError, SyntaxError, AssertionError):
         return ""
+    except InputError as exc:  # a plugin whose module cannot be found
+        return f"(broken: {exc})"
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
