@@ -9,7 +9,7 @@ torch datasets of events hand out samples. ``events`` is either
   (tonic's event arrays). With a ``sensor_size`` ``(W, H, P)`` the event at ``(x, y, p)`` goes to
   channel ``(p * H + y) * W + x``: the C-order position of pixel ``(p, y, x)`` in an array shaped
   ``(P, H, W)``, the layout of tonic's ``ToFrame`` frames. Without ``y`` (audio-like sensors such
-  as SHD's ``(700, 1, 1)``) H is 1; without ``p``, P is 1.
+  as SHD's ``(700, 1, 1)``) H is 1; without ``p``, or with P = 1, p is ignored.
 
 Labels are integers, or strings (then the class names are the sorted distinct labels, or
 ``class_names`` when given, and are stored in ``/extra/keys``).
@@ -59,8 +59,8 @@ def flatten_events(events, sensor_size: SensorSize | None = None) -> tuple[np.nd
     units = np.zeros(times.shape, dtype=np.int64)
     for field, limit, stride in (("x", width, 1), ("y", height, width), ("p", polarities,
                                                                          (width or 0) * (height or 0))):
-        if field not in names:
-            continue
+        if field not in names or (field == "p" and polarities == 1):
+            continue  # a one-polarity sensor (tonic's SHD sets p = 1): p carries nothing
         value = np.asarray(events[field], dtype=np.int64)
         if field == "p" and value.size and value.min() < 0:
             value = (value > 0).astype(np.int64)  # polarities given as -1/+1
