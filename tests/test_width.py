@@ -63,19 +63,20 @@ def test_a_2312_channel_dataset_trains(wide, tmp_path, method):
 def test_inferred_width_is_the_largest_unit_over_all_splits(tmp_path):
     rng = np.random.default_rng(1)
     for split, top in (("train", 40), ("test", 57)):  # the widest unit is in the test split
-        units = [rng.integers(0, top, 10) for _ in range(4)]
+        units = [rng.integers(0, top, 10) for _ in range(20)]
         units[0][0] = top
-        write_h5(tmp_path / f"u_{split}.h5", [rng.uniform(0, 0.01, 10)] * 4, units, [0, 1, 0, 1])
+        write_h5(tmp_path / f"u_{split}.h5", [rng.uniform(0, 0.01, 10)] * 20, units,
+                 np.arange(20) % 2)
     assert open_dataset(str(tmp_path / "u"), steps=10).spec.n_in == 58
 
 
 def test_declared_widths_are_checked(tmp_path):
-    times, labels = [np.array([0.001, 0.002])] * 2, [0, 1]
-    write_h5(tmp_path / "d_train.h5", times, [np.array([1, 2])] * 2, labels, n_in=10)
-    write_h5(tmp_path / "d_test.h5", times, [np.array([1, 2])] * 2, labels, n_in=12)
+    times, labels = [np.array([0.001, 0.002])] * 20, np.arange(20) % 2
+    write_h5(tmp_path / "d_train.h5", times, [np.array([1, 2])] * 20, labels, n_in=10)
+    write_h5(tmp_path / "d_test.h5", times, [np.array([1, 2])] * 20, labels, n_in=12)
     with pytest.raises(InputError, match=r"different widths n_in \(train 10, test 12\)"):
         open_dataset(str(tmp_path / "d"), steps=10)
-    write_h5(tmp_path / "d_test.h5", times, [np.array([1, 2])] * 2, labels, n_in=10)
+    write_h5(tmp_path / "d_test.h5", times, [np.array([1, 2])] * 20, labels, n_in=10)
     assert open_dataset(str(tmp_path / "d"), steps=10).spec.n_in == 10
     with h5py.File(tmp_path / "d_test.h5", "a") as f:
         f.attrs["n_in"] = 2
