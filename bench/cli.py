@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("bench.report", "tables and plots (Markdown, CSV, HTML) from run records"),
     "compare": ("bench.compare", "compare runs with a baseline; exit 1 on a regression"),
     "scale": ("bench.scale", "memory and time against sequence length and network size"),
+    "export": ("bench.export", "write a trained run's network as a NIR graph"),
 }
 
 

@@ -37,6 +37,10 @@ METHODS: dict[str, str] = {
     "ann-conversion": "methods.ann_conversion:AnnConversion",
 }
 
+# Methods whose trained network is the shared LIF network of methods/lif.py (exportable to NIR).
+# A plugin says so with a class attribute ``shared_network = True``.
+SHARED_NETWORK = frozenset({"bptt-snntorch", "bptt-norse", "bptt-spyx", "eventprop", "eprop"})
+
 # plugin name -> distribution (package) that declares it; plugins are merged into METHODS below
 PLUGINS: dict[str, str] = {}
 # plugin names shadowed by a built-in method: name -> distribution
@@ -102,6 +106,15 @@ def load_method(name: str) -> type[Method]:
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise _plugin_error(name, f"{module_name}:{class_name} is not a methods.api.Method subclass")
     return cls
+
+
+def uses_shared_network(name: str) -> bool:
+    """Whether the method trains the shared LIF network (see ``SHARED_NETWORK``)."""
+    if name in SHARED_NETWORK:
+        return True
+    if name not in PLUGINS:
+        return False
+    return bool(getattr(load_method(name), "shared_network", False))
 
 
 def method_module_file(name: str) -> str:
