@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
+    argv = importlib.import_module("bench.config").expand_argv(argv)  # `run --config FILE.toml`
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
