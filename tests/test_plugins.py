@@ -18,24 +18,32 @@ from datasets.h5 import write_h5
 ROOT = Path(__file__).resolve().parents[1]
 
 PLUGIN_MODULE = '''\
-"""Nearest class mean of per-channel spike counts (a plugin for tests)."""
+"""Nearest class mean of randomly projected spike counts (a plugin for tests)."""
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from methods.api import BaseHparams, Method
 
 
+@dataclass
+class CentroidHparams(BaseHparams):
+    hidden: int = 16  # random features of the per-channel spike counts
+
+
 class CountCentroid(Method):
     name = "count-centroid"
     framework = "numpy"
-    Hparams = BaseHparams
+    Hparams = CentroidHparams
 
     def setup(self, spec, hparams, seed, device):
-        self.sums = np.zeros((spec.n_classes, spec.n_in))
+        self.proj = np.random.default_rng(seed).random((spec.n_in, hparams.hidden))
+        self.sums = np.zeros((spec.n_classes, hparams.hidden))
         self.seen = np.zeros(spec.n_classes)
 
     def _counts(self, batch):
-        return batch.x.sum(axis=1).astype(np.float64)
+        return batch.x.sum(axis=1).astype(np.float64) @ self.proj
 
     def train_step(self, batch):
         counts = self._counts(batch)
@@ -50,10 +58,11 @@ class CountCentroid(Method):
         return -((counts[:, None, :] - means[None]) ** 2).sum(axis=2)
 
     def state_dict(self):
-        return {"sums": self.sums, "seen": self.seen}
+        return {"sums": self.sums, "seen": self.seen, "proj": self.proj}
 
     def load_state_dict(self, state):
         self.sums, self.seen = np.asarray(state["sums"]), np.asarray(state["seen"])
+        self.proj = np.asarray(state["proj"])
 '''
 
 PYPROJECT = '''\
@@ -139,6 +148,26 @@ def test_suite_runs_the_plugin_in_its_subprocesses(plugin_site, small_data, tmp_
     assert result.returncode == 0, result.stdout + result.stderr
     records = [json.loads(p.read_text()) for p in out.glob("*.json")]
     assert sorted(r["seed"] for r in records) == [0, 1]
+    assert all(r["method"] == "count-centroid" and r["status"] == "ok" for r in records)
+
+
+def test_tune_and_scale_run_the_plugin(plugin_site, small_data, tmp_path):
+    pytest.importorskip("optuna")
+    out = tmp_path / "tune"
+    result = bench(plugin_site, "tune", "--method", "count-centroid", "--dataset", str(small_data),
+                   "--trials", "2", "--budget-epochs", "1", "--params", "batch_size",
+                   "--set", "steps=50", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = [json.loads(p.read_text()) for p in out.rglob("*.json")]
+    trials = [r for r in records if r.get("method") == "count-centroid" and "metrics" in r]
+    assert len(trials) == 2 and all(r["status"] == "ok" for r in trials)
+    out = tmp_path / "scale"
+    result = bench(plugin_site, "scale", "--methods", "count-centroid", "--steps", "20,40",
+                   "--hidden", "8", "--batch-size", "8", "--epochs", "1", "--max-batches", "1",
+                   "--dataset", str(small_data), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    assert sorted(r["hparams"]["steps"] for r in records) == [20, 40]
     assert all(r["method"] == "count-centroid" and r["status"] == "ok" for r in records)
 
 
