@@ -108,10 +108,19 @@ def load_run_weights(record: dict, folder: Path) -> dict[str, np.ndarray]:
     return network_weights(state)
 
 
+# Where a flax (nnx) module tree keeps the weights: its pure-dict paths, (pre, post) kernels.
+NNX_PATHS = {"w_in": ("params", "input", "kernel"), "w_rec": ("params", "core", "hidden", "w_rec"),
+             "w_out": ("params", "core", "readout", "kernel")}
+
+
 def network_weights(state: Any) -> dict[str, np.ndarray]:
     """``w_in``, ``w_out`` and (when present) ``w_rec`` as float32 (pre, post) arrays, from a
-    method's ``state_dict()``: the first mapping in it (depth first) holding w_in and w_out."""
+    method's ``state_dict()``: the first mapping in it (depth first) holding w_in and w_out, else
+    the flax module paths of ``NNX_PATHS``."""
     found = _find_weights(state)
+    if found is None:
+        found = {key: _at(state, path) for key, path in NNX_PATHS.items()}
+        found = found if found["w_in"] is not None and found["w_out"] is not None else None
     if found is None:
         raise InputError("the saved state holds no w_in / w_out weights of the shared network")
     out = {}
@@ -126,6 +135,14 @@ def network_weights(state: Any) -> dict[str, np.ndarray]:
     if out["w_out"].shape[0] != hidden or ("w_rec" in out and out["w_rec"].shape != (hidden, hidden)):
         raise InputError("w_in, w_rec and w_out shapes do not form one network")
     return out
+
+
+def _at(node: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
 
 
 def _find_weights(node: Any) -> dict | None:

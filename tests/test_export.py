@@ -113,6 +113,21 @@ def test_norse_and_snntorch_reproduce_the_hidden_spikes(name, tmp_path):
     assert torch.equal(norse_spikes(graph_e4, x, 1e-4), ref_z)
 
 
+@pytest.mark.parametrize("name", sorted(registry.SHARED_NETWORK - {"eventprop", "bptt-snntorch"}))
+def test_every_shared_network_method_exports(name, tmp_path):
+    if name == "bptt-spyx":
+        pytest.importorskip("spyx")
+    method, hp, batch = trained(name)
+    x = dense(batch)
+    weights, graph = roundtrip(method, hp, tmp_path)
+    ref_z, _ = reference(weights, x, hp)
+    assert ref_z.sum() > 0
+    method.predict(batch)
+    np.testing.assert_array_equal(method.inference_stats().hidden_spikes,
+                                  ref_z.sum(dim=(0, 2)).double().numpy())
+    assert torch.equal(norse_spikes(graph, x, hp.dt_ms / 1000), ref_z)
+
+
 def test_the_mapping_is_what_the_docstring_says(tmp_path):
     method, hp, _ = trained("eventprop")
     weights, graph = roundtrip(method, hp, tmp_path)
