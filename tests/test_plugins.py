@@ -3,8 +3,10 @@ is found by every ``python -m bench`` process (list, run, and the runs a suite s
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -67,7 +69,7 @@ class CountCentroid(Method):
 
 PYPROJECT = '''\
 [build-system]
-requires = ["setuptools>=68"]
+requires = ["setuptools>=61"]
 build-backend = "setuptools.build_meta"
 
 [project]
@@ -94,12 +96,27 @@ def plugin_site(tmp_path_factory) -> Path:
     (src / "tiny_plugin" / "centroid.py").write_text(PLUGIN_MODULE)
     (src / "tiny_plugin" / "broken.py").write_text("import a_module_that_does_not_exist\n")
     site = tmp_path_factory.mktemp("site")
+    if importlib.util.find_spec("setuptools") is None:  # no build backend offline: lay it out
+        return _hand_installed(src, site)
     result = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
          "--no-build-isolation", "--target", str(site), str(src)],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert list(site.glob("snn_bench_tiny_plugin-*.dist-info"))
+    return site
+
+
+def _hand_installed(src: Path, site: Path) -> Path:
+    """The same distribution as pip would install it: the package and a .dist-info folder with
+    its metadata and entry points."""
+    shutil.copytree(src / "tiny_plugin", site / "tiny_plugin")
+    info = site / "snn_bench_tiny_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: snn-bench-tiny-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[snn_bench.methods]\ncount-centroid = tiny_plugin.centroid:CountCentroid\n"
+        "broken-plugin = tiny_plugin.broken:Nothing\n")
     return site
 
 
