@@ -530,7 +530,7 @@ def test_describe_and_cli(tmp_path, capsys):
     assert train["spikes_per_sample"] == {"mean": 1.75, "median": 1.5, "max": 4.0}
     assert train["duration_s"]["max"] == pytest.approx(0.9)
     assert train["duration_s"]["median"] == pytest.approx(0.5, abs=1e-6)  # of 0.3, 0, 0.9, 0.7
-    assert train["units"] == [1, 650]
+    assert train["units"] == [1, 650] and info["n_in"] == 651
     text = format_info(info)
     assert "train" in text and "test" in text and "x, y, z" in text
     json.dumps(info)
