@@ -104,11 +104,12 @@ def test_input_pool_4_on_700_channels_gives_175(tmp_path):
     assert events.unit.max() < 175 and events.count.sum() == plain.x.sum()
 
 
-def test_input_pool_runs_every_method_family(tmp_path):
+@pytest.mark.parametrize("method", ["bptt-snntorch", "eventprop"])  # dense and event input
+def test_input_pool_runs_dense_and_event_methods(tmp_path, method):
     rng = np.random.default_rng(3)
     prefix = write_spike_dataset(tmp_path / "p", {"train": _samples(rng, 16, 30),
                                                   "test": _samples(rng, 8, 30)})
-    config = runner.RunConfig(method="bptt-snntorch", dataset=str(prefix), epochs=1,
+    config = runner.RunConfig(method=method, dataset=str(prefix), epochs=1,
                               out=str(tmp_path), progress=False,
                               overrides=["hidden=8", "steps=40", "batch_size=8", "input_pool=4"])
     record, _ = runner.run(config)
