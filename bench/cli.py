@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("bench.report", "tables and plots (Markdown, CSV, HTML) from run records"),
     "compare": ("bench.compare", "compare runs with a baseline; exit 1 on a regression"),
     "scale": ("bench.scale", "memory and time against sequence length and network size"),
+    "export": ("bench.export", "write a trained run's network as a NIR graph"),
 }
 
 
@@ -53,6 +54,8 @@ def _first_docstring_line(method: str) -> str:
             doc = ast.get_docstring(ast.parse(handle.read())) or ""
     except (OSError, SyntaxError, AssertionError):
         return ""
+    except InputError as exc:  # a plugin whose module cannot be found
+        return f"(broken: {exc})"
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
+    argv = importlib.import_module("bench.config").expand_argv(argv)  # `run --config FILE.toml`
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))

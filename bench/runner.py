@@ -60,6 +60,8 @@ class RunConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, metavar="FILE.toml",
+                        help="options from a TOML file (see bench/config.py); the command line wins")
     parser.add_argument("--method", required=True, help="a registered method (see `bench list`)")
     parser.add_argument("--dataset", default=DEFAULT_DATASET,
                         help="synthetic (default), shd, ssc, or a path to <name>_{train,test}.h5 files")

@@ -163,7 +163,7 @@ def subset_dataset(name: str, n_train: int, n_eval: int, directory: Path) -> Pat
             min(count, raw.n_samples))
         times = [raw.times[raw.offsets[i]:raw.offsets[i + 1]] for i in order]
         units = [raw.units[raw.offsets[i]:raw.offsets[i + 1]] for i in order]
-        write_h5(files[split], times, units, raw.labels[order], keys=keys)
+        write_h5(files[split], times, units, raw.labels[order], keys=keys, n_in=data.spec.n_in)
     if n_train > data.split_size("train"):
         print(f"note: {name} has only {data.split_size('train')} training samples "
               f"(asked for {n_train})", file=sys.stderr)

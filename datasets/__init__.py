@@ -20,8 +20,9 @@ from .types import InputError
 from .catalog import recommended_epochs, recommended_lr
 from .paths import data_dir, dataset_files, unknown_name
 from .spikes import SpikeDataset
+from .writer import write_spike_dataset
 
-__all__ = ["open_dataset", "data_dir", "SpikeDataset", "InputError"]
+__all__ = ["open_dataset", "data_dir", "SpikeDataset", "InputError", "write_spike_dataset"]
 
 
 

@@ -10,7 +10,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="data_command", metavar="{fetch,info}", required=True)
+    sub = parser.add_subparsers(dest="data_command", metavar="{fetch,info,import}", required=True)
     fetch = sub.add_parser("fetch", help="download, verify and unpack SHD or SSC",
                            description="Download SHD or SSC from the Zenke lab, check the md5 "
                            "sums and unpack into the data directory.")
@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     info.add_argument("dataset", metavar="PATH_OR_NAME")
     info.add_argument("--data-dir", default=None, help="where named datasets live")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    from .writer_import import add_import_parser
+
+    add_import_parser(sub)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -46,4 +49,8 @@ def main(args: argparse.Namespace) -> int:
         else:
             print(format_info(info))
         return 0
+    if args.data_command == "import":
+        from .writer_import import main_import
+
+        return main_import(args)
     raise SystemExit(f"unknown data command {args.data_command!r}")

@@ -3,8 +3,9 @@
 One file holds one split::
 
     /spikes/times     (n,) variable-length float, spike times of each sample in seconds
-    /spikes/units     (n,) variable-length uint16, input channel of each spike (0..699)
+    /spikes/units     (n,) variable-length uint16, input channel of each spike (0..n_in-1)
     /labels           (n,) integer class of each sample
+    attribute n_in    optional (on the file's root), the number of input channels
     /extra/speaker    (n,) optional, speaker of each sample
     /extra/keys       (n_classes,) optional, class names (bytes or str)
     /extra/meta_info  optional group or dataset, kept opaque
@@ -12,6 +13,12 @@ One file holds one split::
 :func:`read_split` turns a file into flat CSR arrays (all spikes of all samples concatenated,
 ``offsets`` marking where each sample starts) after checking the schema; every problem becomes a
 one-line :class:`bench.api.InputError`. :func:`write_h5` writes the same schema.
+
+Input width. The number of channels of a dataset comes from the data, in this order: the ``n_in``
+attribute of the files (written by :func:`write_h5` and the suite's other writers; the splits must
+agree), else ``/extra/n_in``, else the width of a named dataset (:data:`KNOWN_N_IN`: 700 for the
+Lauscher cochlea model of SHD and SSC), else the largest unit index + 1 over all splits
+(:func:`resolve_n_in`). A unit at or above a declared width is an error.
 
 h5py is imported inside the functions so that importing this package stays light.
 """
@@ -27,6 +34,8 @@ import numpy as np
 from .types import InputError
 
 N_IN = 700  # input channels of the Lauscher cochlea model used by SHD and SSC
+#: Widths of the named datasets whose files carry no ``n_in`` attribute.
+KNOWN_N_IN = {"shd": N_IN, "ssc": N_IN, "synthetic": N_IN}
 
 
 @dataclass
@@ -41,6 +50,7 @@ class RawSplit:
     keys: tuple[str, ...] | None = None
     path: Path | None = None
     extras: dict = field(default_factory=dict)
+    n_in: int | None = None  # the width the file declares, if it does
 
     @property
     def n_samples(self) -> int:
@@ -81,8 +91,11 @@ def _flatten(path: Path, name: str, ds) -> tuple[np.ndarray, np.ndarray]:
     return flat, lengths
 
 
-def read_split(path: str | os.PathLike, *, n_in: int = N_IN) -> RawSplit:
-    """Read and check one file of the schema above; raise InputError on any problem."""
+def read_split(path: str | os.PathLike, *, n_in: int | None = None) -> RawSplit:
+    """Read and check one file of the schema above; raise InputError on any problem.
+
+    ``n_in``: the width to check units against; None: the file's declared width, if any (units
+    are then only checked to be >= 0 here, and the width is settled by :func:`resolve_n_in`)."""
     import h5py
 
     path = Path(path)
@@ -101,8 +114,25 @@ def read_split(path: str | os.PathLike, *, n_in: int = N_IN) -> RawSplit:
         raise InputError(f"{path}: cannot be read ({_one_line(exc)})") from None
 
 
-def _read_open(f, path: Path, n_in: int) -> RawSplit:
+def _declared_n_in(f, path: Path) -> int | None:
+    """The ``n_in`` attribute of the root, else ``/extra/n_in``; None when neither exists."""
+    value = f.attrs.get("n_in")
+    if value is None and "extra/n_in" in f:
+        value = f["extra/n_in"][()]
+    if value is None:
+        return None
+    value = np.asarray(value).ravel()
+    if value.size != 1 or value.dtype.kind not in "iu" or int(value[0]) < 1:
+        raise InputError(f"{path}: n_in must be one positive integer, got {value.tolist()!r}")
+    return int(value[0])
+
+
+def _read_open(f, path: Path, n_in: int | None) -> RawSplit:
     import h5py
+
+    declared = _declared_n_in(f, path)
+    if n_in is None:
+        n_in = declared
 
     for key in ("spikes/times", "spikes/units", "labels"):
         try:
@@ -155,17 +185,17 @@ def _read_open(f, path: Path, n_in: int) -> RawSplit:
             i = int(np.searchsorted(np.cumsum(t_len), int(np.argmin(times)), side="right"))
             raise InputError(f"{path}: negative spike time {float(times.min()):g} s in sample {i}")
         umax, umin = int(units.max()), int(units.min())
-        if umax >= n_in or umin < 0:
-            bad_unit = umax if umax >= n_in else umin
+        if (n_in is not None and umax >= n_in) or umin < 0:
+            bad_unit = umin if umin < 0 else umax
             pos = int(np.argmax(units == bad_unit))
             i = int(np.searchsorted(np.cumsum(t_len), pos, side="right"))
-            raise InputError(
-                f"{path}: unit index {bad_unit} in sample {i} out of range (0..{n_in - 1})"
-            )
+            top = "" if n_in is None else f"{n_in - 1}"
+            raise InputError(f"{path}: unit index {bad_unit} in sample {i} out of range (0..{top})")
 
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(t_len, out=offsets[1:])
-    unit_dtype = np.uint16 if n_in <= 65536 else np.int32
+    width = n_in if n_in is not None else (int(units.max()) + 1 if units.size else 1)
+    unit_dtype = np.uint16 if width <= 65536 else np.int32
 
     speakers = None
     keys = None
@@ -189,7 +219,31 @@ def _read_open(f, path: Path, n_in: int) -> RawSplit:
         keys=keys,
         path=path,
         extras=extras,
+        n_in=declared,
     )
+
+
+def resolve_n_in(splits: dict[str, RawSplit], name: str | None = None) -> int:
+    """The dataset's width (see the module docstring); raise InputError when the splits declare
+    different widths or a unit does not fit the declared one."""
+    declared = {split: r.n_in for split, r in splits.items() if r.n_in is not None}
+    if len(set(declared.values())) > 1:
+        text = ", ".join(f"{split} {n}" for split, n in declared.items())
+        raise InputError(f"{name or 'dataset'}: the splits declare different widths n_in ({text})")
+    if declared:
+        n_in = next(iter(declared.values()))
+    elif name in KNOWN_N_IN:
+        n_in = KNOWN_N_IN[name]
+    else:
+        tops = [int(r.units.max()) + 1 for r in splits.values() if r.units.size]
+        if not tops:
+            raise InputError(f"{name or 'dataset'}: no spikes and no declared n_in: width unknown")
+        return max(tops)
+    for split, r in splits.items():
+        if r.units.size and int(r.units.max()) >= n_in:
+            where = r.path or f"{name}/{split}"
+            raise InputError(f"{where}: unit index {int(r.units.max())} out of range (0..{n_in - 1})")
+    return n_in
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
@@ -207,11 +261,13 @@ def write_h5(
     labels,
     speakers=None,
     keys=None,
+    n_in: int | None = None,
 ) -> Path:
     """Write samples in the SHD/SSC schema.
 
-    ``times_list[i]`` (seconds) and ``units_list[i]`` are the spikes of sample ``i``. The file is
-    written under a temporary name and renamed, so a reader never sees half a file.
+    ``times_list[i]`` (seconds) and ``units_list[i]`` are the spikes of sample ``i``; ``n_in``,
+    when given, is stored as the file's width. The file is written under a temporary name and
+    renamed, so a reader never sees half a file.
     """
     import h5py
 
@@ -219,19 +275,25 @@ def write_h5(
     n = len(labels)
     if len(times_list) != n or len(units_list) != n:
         raise ValueError("times_list, units_list and labels must have the same length")
+    top = max((int(np.max(u)) for u in units_list if len(u)), default=0)
+    if n_in is not None and top >= n_in:
+        raise ValueError(f"unit index {top} does not fit n_in={n_in}")
+    unit_dtype = np.uint16 if max(top, (n_in or 1) - 1) < 65536 else np.uint32
     times_obj = np.empty(n, dtype=object)
     units_obj = np.empty(n, dtype=object)
     for i in range(n):
         times_obj[i] = np.asarray(times_list[i], dtype=np.float32)
-        units_obj[i] = np.asarray(units_list[i], dtype=np.uint16)
+        units_obj[i] = np.asarray(units_list[i], dtype=unit_dtype)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w") as f:
+            if n_in is not None:
+                f.attrs["n_in"] = np.int64(n_in)
             spikes = f.create_group("spikes")
             # data= (not slice assignment): h5py would broadcast equal-length rows as 2-D
             if n:
                 spikes.create_dataset("times", data=times_obj, dtype=h5py.vlen_dtype(np.float32))
-                spikes.create_dataset("units", data=units_obj, dtype=h5py.vlen_dtype(np.uint16))
+                spikes.create_dataset("units", data=units_obj, dtype=h5py.vlen_dtype(unit_dtype))
             else:
                 spikes.create_dataset("times", (0,), dtype=h5py.vlen_dtype(np.float32))
                 spikes.create_dataset("units", (0,), dtype=h5py.vlen_dtype(np.uint16))

@@ -8,7 +8,7 @@ import numpy as np
 
 from .types import InputError
 
-from .h5 import RawSplit, read_split
+from .h5 import RawSplit, read_split, resolve_n_in
 from .paths import SPLITS, dataset_files
 
 
@@ -56,12 +56,13 @@ def describe(path_or_name: str | Path, data_dir: str | Path | None = None) -> di
     """Per-split sizes, classes, spikes per sample, duration (last spike time), unit range."""
     name, files = _files(str(path_or_name), data_dir)
     splits = {}
+    raws = {}
     keys = None
     max_label = -1
     for split in SPLITS:
         if split not in files:
             continue
-        raw = read_split(files[split])
+        raw = raws[split] = read_split(files[split])
         keys = keys or raw.keys
         max_label = max(max_label, int(raw.labels.max()))
         splits[split] = {"file": str(files[split]), **split_summary(raw)}
@@ -69,13 +70,14 @@ def describe(path_or_name: str | Path, data_dir: str | Path | None = None) -> di
         "name": name,
         "n_classes": len(keys) if keys else max_label + 1,
         "class_names": list(keys) if keys else [],
+        "n_in": resolve_n_in(raws, name),
         "splits": splits,
     }
 
 
 def format_info(info: dict) -> str:
     """The summary as readable text."""
-    lines = [f"dataset {info['name']}: {info['n_classes']} classes"]
+    lines = [f"dataset {info['name']}: {info['n_classes']} classes, {info['n_in']} input channels"]
     if info.get("class_names"):
         lines.append("classes: " + ", ".join(info["class_names"]))
     header = (

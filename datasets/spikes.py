@@ -29,7 +29,7 @@ import numpy as np
 from .types import Batch, DatasetSpec, InputError
 
 from . import binning
-from .h5 import N_IN, RawSplit, read_split
+from .h5 import RawSplit, read_split, resolve_n_in
 from .hashing import cached_md5, md5_of_json
 from .paths import SPLITS
 
@@ -154,14 +154,15 @@ class SpikeDataset:
         split_seed: int = 0,
         cache_dir: Path | None = None,
         recommended_epochs: int = 100,
-        n_in: int = N_IN,
+        n_in: int | None = None,
         recommended_lr: float = 1e-3,
     ):
         steps, dt_ms, valid_fraction, split_seed = _check_args(steps, dt_ms, valid_fraction, split_seed)
         for split in ("train", "test"):
             if split not in files:
                 raise InputError(f"dataset {name!r} has no {split} file")
-        raw = {split: read_split(path, n_in=int(n_in)) for split, path in files.items()}
+        raw = {split: read_split(path, n_in=n_in) for split, path in files.items()}
+        n_in = resolve_n_in(raw, name) if n_in is None else int(n_in)  # see datasets/h5.py
         md5s = {split: cached_md5(path, cache_dir) for split, path in files.items()}
         sources = {split: {"path": str(Path(p).resolve()), "md5": md5s[split]} for split, p in files.items()}
         self._setup(name, raw, md5s, sources, steps, dt_ms, valid_fraction, split_seed,
@@ -179,7 +180,7 @@ class SpikeDataset:
         valid_fraction: float = 0.0625,
         split_seed: int = 0,
         recommended_epochs: int = 100,
-        n_in: int = N_IN,
+        n_in: int | None = None,
         recommended_lr: float = 1e-3,
     ) -> "SpikeDataset":
         """A dataset from splits already in memory (benchmarks, tests, converted recordings).
@@ -190,6 +191,7 @@ class SpikeDataset:
         for split in ("train", "test"):
             if split not in splits:
                 raise InputError(f"dataset {name!r} has no {split} split")
+        n_in = resolve_n_in(splits, name) if n_in is None else int(n_in)  # see datasets/h5.py
         md5s = {}
         for split, r in splits.items():
             check_raw(r, f"{name}/{split}", int(n_in))

@@ -13,6 +13,9 @@ transform:
 ========================  ===========  =====================================================
 hyperparameter (default)  splits       effect
 ========================  ===========  =====================================================
+``input_pool`` (1)        all          channel ``u`` becomes ``u // input_pool``: each
+                                       ``input_pool`` neighbouring channels are summed into
+                                       one, ``ceil(n_in / input_pool)`` channels in all
 ``aug_blend`` (0)         train        ``round(aug_blend * B)`` extra samples per batch, each
                                        blended from two different samples of one class
 ``aug_shift`` (0)         train        every sample's channels shifted by one integer drawn
@@ -24,9 +27,10 @@ hyperparameter (default)  splits       effect
                                        the input layer grows ``delay_lines``-fold
 ========================  ===========  =====================================================
 
-The training transform applies them in that order (blended samples are then shifted and thinned
-like the others, and every copy of the delay lines carries the same augmented spikes); the
-evaluation transform is the delay lines alone and draws nothing at random.
+The training transform applies them in that order (pooling first, so that the augmentations and
+the delay lines see pooled channels; blended samples are then shifted and thinned like the
+others, and every copy of the delay lines carries the same augmented spikes); the evaluation
+transform is the pooling and the delay lines alone and draws nothing at random.
 
 Blend: for each extra sample an anchor is drawn uniformly among the batch's samples whose class
 has at least two members in the batch, and a partner uniformly among the other members of that
@@ -67,15 +71,22 @@ def validate(hparams) -> None:
         raise InputError(f"delay_lines must be an integer >= 1, got {lines!r}")
     if not (math.isfinite(hparams.delay_ms) and hparams.delay_ms >= 0.0):
         raise InputError(f"delay_ms must be >= 0, got {hparams.delay_ms!r}")
+    pool = getattr(hparams, "input_pool", 1)
+    if isinstance(pool, bool) or not isinstance(pool, (int, np.integer)) or pool < 1:
+        raise InputError(f"input_pool must be an integer >= 1, got {pool!r}")
 
 
 def build(hparams, n_in: int):
     """``(train_transform | None, eval_transform | None, n_in_out)`` for these hyperparameters.
 
     ``n_in`` is the dataset's number of input channels; ``n_in_out`` the input width the method
-    must be built for (``n_in * delay_lines``).
+    must be built for (``ceil(n_in / input_pool) * delay_lines``).
     """
     validate(hparams)
+    pool = None
+    if getattr(hparams, "input_pool", 1) > 1:
+        pool = PoolChannels(int(n_in), int(hparams.input_pool))
+        n_in = pool.n_out
     n_in = int(n_in)
     delays = None
     if hparams.delay_lines > 1:
@@ -85,10 +96,16 @@ def build(hparams, n_in: int):
         augment = Augment(n_in, shift=int(hparams.aug_shift), blend=float(hparams.aug_blend),
                           dropout=float(hparams.aug_dropout))
     n_out = n_in * int(hparams.delay_lines)
-    if augment is None:
-        return delays, delays, n_out
-    train = augment if delays is None else Chain(augment, delays)
-    return train, delays, n_out
+    evaluate = _chain(pool, delays)
+    return _chain(pool, augment, delays), evaluate, n_out
+
+
+def _chain(*steps):
+    """The transforms that are not None, chained; None when there is none."""
+    steps = [s for s in steps if s is not None]
+    if not steps:
+        return None
+    return steps[0] if len(steps) == 1 else Chain(*steps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,6 +243,24 @@ def blend(times, units, offsets, labels, rng, fraction: float, n_in: int):
     return (np.concatenate([times, t_new]), np.concatenate([units, u_new]),
             np.concatenate([offsets, offsets[-1] + out_off[1:]]),
             np.concatenate([labels, labels[anchor]]))
+
+
+class PoolChannels:
+    """Sum each ``k`` neighbouring channels into one: unit ``u`` becomes ``u // k`` (the last
+    group may be narrower). Deterministic; used on every split. Binning then counts the spikes
+    that meet in one pooled channel and bin."""
+
+    def __init__(self, n_in: int, k: int):
+        self.n_in, self.k = int(n_in), int(k)
+        self.n_out = -(-self.n_in // self.k)
+
+    def __repr__(self) -> str:
+        return f"PoolChannels(n_in={self.n_in}, k={self.k})"
+
+    def __call__(self, times, units, offsets, labels, rng=None):
+        units = np.asarray(units)
+        return (np.asarray(times, dtype=np.float32), units // units.dtype.type(self.k),
+                np.asarray(offsets, dtype=np.int64), np.asarray(labels), self.n_out)
 
 
 class DelayLines:

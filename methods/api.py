@@ -67,9 +67,11 @@ class BaseHparams:
     # Input representation (every split): n delayed copies of the input, delay_ms apart.
     delay_lines: int = 1
     delay_ms: float = 0.0
+    input_pool: int = 1  # sum each k neighbouring input channels into one (every split)
 
     def uses_transforms(self) -> bool:
-        return bool(self.aug_shift or self.aug_blend or self.aug_dropout or self.delay_lines > 1)
+        return bool(self.aug_shift or self.aug_blend or self.aug_dropout or self.delay_lines > 1
+                    or self.input_pool > 1)
 
 
 @dataclass

@@ -335,7 +335,9 @@ def test_spec_provenance_and_hash(tmp_path, monkeypatch):
     monkeypatch.setattr(hashing, "md5_of_file", lambda p, *a: calls.append(p) or real(p, *a))
     prefix = str(tmp_path / "toy")
     ds = open_dataset(prefix, steps=20, dt_ms=1.0, data_dir=tmp_path)
-    assert ds.spec.n_in == 700 and ds.spec.n_classes == 4 and ds.spec.n_steps == 20
+    top = max(int(np.max(np.concatenate(u))) for _, u, _ in files.values())
+    assert ds.spec.n_in == top + 1  # no declared width: the largest unit + 1
+    assert ds.spec.n_classes == 4 and ds.spec.n_steps == 20
     assert ds.spec.class_names == () and ds.recommended_epochs == 100
     json.dumps(ds.provenance)
     assert len(calls) == 2 and (tmp_path / "md5-cache.json").is_file()
@@ -478,6 +480,8 @@ def test_schema_errors(tmp_path, case, match):
             elif case == "float_labels":
                 del f["labels"]
                 f.create_dataset("labels", data=np.array([0.5, 1.0, 0.0]))
+            elif case == "unit_too_big":  # a unit beyond the width the file declares
+                f.attrs["n_in"] = 700
     _raises(match, open_dataset, str(tmp_path / "bad"), data_dir=tmp_path)
 
 
@@ -526,7 +530,7 @@ def test_describe_and_cli(tmp_path, capsys):
     assert train["spikes_per_sample"] == {"mean": 1.75, "median": 1.5, "max": 4.0}
     assert train["duration_s"]["max"] == pytest.approx(0.9)
     assert train["duration_s"]["median"] == pytest.approx(0.5, abs=1e-6)  # of 0.3, 0, 0.9, 0.7
-    assert train["units"] == [1, 650]
+    assert train["units"] == [1, 650] and info["n_in"] == 651
     text = format_info(info)
     assert "train" in text and "test" in text and "x, y, z" in text
     json.dumps(info)

@@ -26,7 +26,7 @@ def tiny_data(tmp_path_factory):
             count = 600  # enough input for the 8 hidden neurons to fire
             units.append(rng.integers(label * 200, label * 200 + 100, count))
             times.append(np.sort(rng.uniform(0, 0.05, count)))
-        write_h5(root / f"tiny_{split}.h5", times, units, labels)
+        write_h5(root / f"tiny_{split}.h5", times, units, labels, n_in=700)
     return root
 
 
