@@ -3,14 +3,16 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 NORSE := norse==1.1.0
+# tonic (for importing tonic-format data) with --no-deps: see docs/own-data.md
+TONIC := tonic==1.7.0 importRosbag==1.0.4
 
 .PHONY: bench test setup clean gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[norse,jax,tune,cluster,test]'
-	$(PY) -m pip install --quiet --no-deps $(NORSE)
+	$(PY) -m pip install --quiet -e '.[norse,jax,tune,cluster,tensorboard,mlflow,test]'
+	$(PY) -m pip install --quiet --no-deps $(NORSE) $(TONIC)
 	touch $@
 
 setup: $(VENV)/.installed
