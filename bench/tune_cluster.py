@@ -61,8 +61,9 @@ def run_workers(args: argparse.Namespace, name: str) -> str:
     logs.mkdir(parents=True, exist_ok=True)
     jobs = [(logs / f"worker-{i}.log") for i in range(args.workers)]
     if args.executor == "slurm":
-        import submitit
+        from bench.executors.slurm import load_submitit
 
+        submitit = load_submitit()
         executor = submitit.AutoExecutor(folder=Path(args.out).resolve() / "submitit" / "%j",
                                          cluster=options["cluster"])
         params = {"timeout_min": options["minutes"], "cpus_per_task": options["cpus"],

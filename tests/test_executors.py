@@ -6,10 +6,14 @@ executor's."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
 import signal
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,37 @@ from bench.cli import main as cli_main
 from tests.test_suite import SUITE, stand_in, suite_process, wait_for_pids, write_tiny_dataset  # noqa: F401
 
 SUBMITIT = ["--executor", "slurm", "--slurm-cluster", "local"]
+
+
+def needs_submitit() -> None:
+    """Skips without submitit, which the executor imports itself (a plain import here would
+    close the logging handlers already installed: see the test below)."""
+    if importlib.util.find_spec("submitit") is None:
+        pytest.skip("submitit is not installed")
+
+
+def test_loading_submitit_leaves_the_logging_handlers_and_their_files_open():
+    needs_submitit()
+    # A fresh interpreter: submitit is imported once per process. The handler closes its stream
+    # when closed, as absl's does with a stream that is no longer sys.stderr.
+    script = textwrap.dedent("""
+        import io, logging, os
+        from bench.executors.slurm import load_submitit
+
+        class Closing(logging.StreamHandler):
+            def close(self):
+                self.stream.close()
+                super().close()
+
+        stream = io.StringIO()
+        logging.getLogger("elsewhere").addHandler(Closing(stream))
+        load_submitit().AutoExecutor
+        assert not stream.closed, "a handler was closed by the import"
+        assert "SUBMITIT_LOG_LEVEL" not in os.environ
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "SUBMITIT_LOG_LEVEL"})
+    assert done.returncode == 0, done.stderr
 
 
 def ok_records(out: Path) -> list[str]:
@@ -35,7 +70,7 @@ def check_fail_once_suite(out: Path, calls, err: str) -> None:
 
 
 def test_submitit_local_suite_resubmits_a_failed_cell(tmp_path, stand_in, capsys):
-    pytest.importorskip("submitit")
+    needs_submitit()
     set_plan, calls = stand_in
     set_plan({"paralif:0": "fail_once"})
     out = tmp_path / "runs"
@@ -47,7 +82,7 @@ def test_submitit_local_suite_resubmits_a_failed_cell(tmp_path, stand_in, capsys
 
 
 def test_a_killed_controller_loses_no_cell_and_runs_none_twice(tmp_path, stand_in, capsys):
-    pytest.importorskip("submitit")
+    needs_submitit()
     set_plan, calls = stand_in
     set_plan({"bptt-snntorch:0": "slow", "paralif:1": "slow", "sleep": 15})
     out = tmp_path / "runs"
@@ -97,7 +132,7 @@ def report_rows(runs: Path, out: Path) -> list[str]:
 
 
 def test_submitit_local_report_equals_the_local_one(tmp_path, monkeypatch):
-    pytest.importorskip("submitit")
+    needs_submitit()
     monkeypatch.setenv("SNN_BENCH_DATA", str(tmp_path / "cache"))
     dataset = str(write_tiny_dataset(tmp_path / "data"))
     args = ["suite", "--methods", "bptt-snntorch", "--datasets", dataset, "--seeds", "0,1",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -296,7 +297,8 @@ def test_journal_storage_holds_a_study(tmp_path):
 
 
 def test_two_workers_through_submitit_share_one_journal_study(tiny_data, tmp_path, capsys):
-    pytest.importorskip("submitit")
+    if importlib.util.find_spec("submitit") is None:  # imported by the engine, not here
+        pytest.skip("submitit is not installed")
     from bench.cli import main
 
     out = tmp_path / "studies"
