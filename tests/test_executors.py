@@ -119,7 +119,7 @@ def test_ray_suite_resubmits_a_failed_cell(tmp_path, stand_in, local_ray, capsys
     check_fail_once_suite(out, calls, capsys.readouterr().err)
 
 
-MEASURED = re.compile(r"\d s\b|\d s /|[KMG]iB|wall")  # a time or memory figure of the machine
+MEASURED = re.compile(r"\d m?s\b|[KMG]iB|wall")  # a time (s or ms) or memory figure of the machine
 
 
 def report_rows(runs: Path, out: Path) -> list[str]:
