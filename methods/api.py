@@ -291,6 +291,7 @@ class BpttHparams(NetworkHparams):
     network plus the slope of the fast-sigmoid surrogate."""
 
     surrogate_slope: float = 100.0
+    neuron: Literal["lif", "adlif", "izhikevich"] = "lif"  # hidden neuron (methods/neurons/)
 
     def validate(self) -> None:
         validate_network(self)

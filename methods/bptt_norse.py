@@ -45,6 +45,7 @@ from norse.torch.functional.superspike import SuperSpike
 
 from methods import lif
 from methods.api import BpttHparams
+from methods.neurons import check_neuron
 from methods.torch_common import TorchNetworkMethod, weight_parameters
 
 
@@ -128,4 +129,5 @@ class BpttNorse(TorchNetworkMethod):
     input_format = "dense"
 
     def build(self, weights: dict[str, np.ndarray], hp: BpttHparams) -> torch.nn.Module:
+        check_neuron(hp.neuron, ("lif",), self.name)
         return NorseNetwork(weights, lif.Decays.from_hparams(hp), hp.surrogate_slope, hp.dt_ms)

@@ -10,6 +10,9 @@ The network is a flax.nnx module tree in spyx's stateful-layer style (``initial_
   spyx's own ``RCuBaLIF`` cannot be used: it spikes on the membrane of the previous step (one step
   later than the shared network), resets by subtraction and does not scale the current by
   (1 - alpha);
+* with ``--set neuron=adlif|izhikevich``, :class:`SharedStepLayer` instead of SynapticLIF: the
+  step function of :mod:`methods.neurons.adlif` or :mod:`methods.neurons.izhikevich` (the same
+  function the snntorch adapter runs), with the superspike spike and ``stop_gradient``;
 * readout ``z @ W_out`` and :class:`SynapticLI`, the leaky-integrator output with its current
   synapse (spyx's ``LI`` has no synapse; two chained ``LI`` would also do, but their decays are
   clipped trainable parameters).
@@ -63,6 +66,7 @@ from flax import nnx  # noqa: E402
 from methods.api import (Batch, BpttHparams, DatasetSpec, InferenceStats, InputError,  # noqa: E402
                          Method, check_loss)
 from methods import lif  # noqa: E402
+from methods.neurons import adlif, check_neuron, izhikevich  # noqa: E402
 from methods.readouts import time_weights  # noqa: E402
 
 #: compiled train/predict steps of this process, shared by instances that run the same program
@@ -94,7 +98,7 @@ class SynapticLIF(nnx.Module):
         self.spike = activation
 
     def initial_state(self, batch_size: int):
-        zeros = jnp.zeros((batch_size, self.hidden), jnp.float32)
+        zeros = jnp.zeros((batch_size, self.hidden))  # default float: float32 unless x64
         return (zeros, zeros, zeros)
 
     def __call__(self, drive, state):
@@ -108,6 +112,35 @@ class SynapticLIF(nnx.Module):
         return z, (v, i, z)
 
 
+class SharedStepLayer(nnx.Module):
+    """Adaptive-LIF or Izhikevich hidden layer with optional recurrence (see module docstring).
+    State: (z, neuron state), each (B, N)."""
+
+    def __init__(self, w_rec: np.ndarray | None, hidden: int, decays: lif.Decays, neuron: str,
+                 dt_ms: float, activation):
+        self.hidden, self.decays, self.neuron, self.dt_ms = hidden, decays, neuron, dt_ms
+        self.w_rec = None if w_rec is None else nnx.Param(jnp.asarray(w_rec))
+        self.spike = activation
+
+    def initial_state(self, batch_size: int):
+        zeros = jnp.zeros((batch_size, self.hidden))  # default float: float32 unless x64
+        if self.neuron == "adlif":
+            return zeros, (zeros, zeros, zeros)
+        return zeros, izhikevich.network_initial_state(zeros)
+
+    def __call__(self, drive, state):
+        z, inner = state
+        current = drive if self.w_rec is None else drive + z @ self.w_rec[...]
+        detach = jax.lax.stop_gradient
+        if self.neuron == "adlif":
+            z, inner = adlif.network_step(inner, current, self.decays,
+                                          adlif.adapt_decay(self.dt_ms), self.spike, detach)
+        else:
+            z, inner = izhikevich.network_step(inner, current, self.decays.beta, self.spike,
+                                               detach, dt=self.dt_ms)
+        return z, (z, inner)
+
+
 class SynapticLI(nnx.Module):
     """Leaky-integrator output with a current synapse: I = beta I + x, V = a V + (1 - a) I."""
 
@@ -115,7 +148,7 @@ class SynapticLI(nnx.Module):
         self.n_out, self.alpha, self.beta = n_out, alpha, beta
 
     def initial_state(self, batch_size: int):
-        zeros = jnp.zeros((batch_size, self.n_out), jnp.float32)
+        zeros = jnp.zeros((batch_size, self.n_out))  # default float: float32 unless x64
         return (zeros, zeros)
 
     def __call__(self, x, state):
@@ -128,10 +161,16 @@ class SynapticLI(nnx.Module):
 class Core(nnx.Module):
     """One time step of hidden layer, readout projection and output layer; emits (z, V_out)."""
 
-    def __init__(self, weights: dict[str, np.ndarray], decays: lif.Decays, slope: float):
+    def __init__(self, weights: dict[str, np.ndarray], decays: lif.Decays, slope: float,
+                 neuron: str = "lif", dt_ms: float = 1.0):
         hidden, n_out = weights["w_out"].shape
-        self.hidden = SynapticLIF(weights.get("w_rec"), hidden, decays.alpha, decays.beta,
-                                  lif.THETA, surrogate_spike(slope))
+        check_neuron(neuron, ("lif", "adlif", "izhikevich"), "bptt-spyx")
+        if neuron == "lif":
+            self.hidden = SynapticLIF(weights.get("w_rec"), hidden, decays.alpha, decays.beta,
+                                      lif.THETA, surrogate_spike(slope))
+        else:
+            self.hidden = SharedStepLayer(weights.get("w_rec"), hidden, decays, neuron, dt_ms,
+                                          surrogate_spike(slope))
         self.readout = _linear(weights["w_out"])
         self.output = SynapticLI(n_out, decays.alpha_out, decays.beta)
 
@@ -145,9 +184,10 @@ class Core(nnx.Module):
 
 
 class SpyxNetwork(nnx.Module):
-    def __init__(self, weights: dict[str, np.ndarray], decays: lif.Decays, slope: float):
+    def __init__(self, weights: dict[str, np.ndarray], decays: lif.Decays, slope: float,
+                 neuron: str = "lif", dt_ms: float = 1.0):
         self.input = _linear(weights["w_in"])
-        self.core = Core(weights, decays, slope)
+        self.core = Core(weights, decays, slope, neuron, dt_ms)
 
     def __call__(self, x):
         """x: (B, T, n_in) float -> hidden spikes (T, B, N), output traces (T, B, C)."""
@@ -158,8 +198,9 @@ class SpyxNetwork(nnx.Module):
 
 def _linear(weight: np.ndarray) -> nnx.Linear:
     n_pre, n_post = weight.shape
-    layer = nnx.Linear(n_pre, n_post, use_bias=False, rngs=nnx.Rngs(0))
-    layer.kernel[...] = jnp.asarray(weight)
+    kernel = jnp.asarray(weight)
+    layer = nnx.Linear(n_pre, n_post, use_bias=False, param_dtype=kernel.dtype, rngs=nnx.Rngs(0))
+    layer.kernel[...] = kernel
     return layer
 
 
@@ -252,7 +293,8 @@ class BpttSpyx(Method):
         weights = lif.init_weights(seed, spec.n_in, hparams.hidden, spec.n_classes,
                                    hparams.recurrent)
         with jax.default_device(self.device):
-            model = SpyxNetwork(weights, lif.Decays.from_hparams(hparams), hparams.surrogate_slope)
+            model = SpyxNetwork(weights, lif.Decays.from_hparams(hparams), hparams.surrogate_slope,
+                                hparams.neuron, hparams.dt_ms)
             self.graphdef, params = nnx.split(model)
             self.tx = adam(hparams.lr)
             self.params = jax.device_put(params, self.device)

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.api import Batch, DatasetSpec, InputError, NetworkHparams, validate_network
+from methods.neurons import check_neuron
 from methods import lif
 from methods.torch_common import TorchNetworkMethod, weight_parameters
 
@@ -53,9 +54,11 @@ class ParaLIFHparams(NetworkHparams):
     spike_mode: str = "T"
     surrogate_slope: float = 100.0
     optimizer: str = "adam"
+    neuron: str = "lif"  # the parallel form needs the LIF: only "lif" is accepted
 
     def validate(self) -> None:
         validate_network(self)
+        check_neuron(self.neuron, ("lif",), "paralif")
         if self.spike_mode not in SPIKE_MODES:
             raise InputError(f"unknown spike_mode {self.spike_mode!r}; known: {', '.join(SPIKE_MODES)}")
         if self.optimizer not in OPTIMIZERS:
