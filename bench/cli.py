@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("bench.compare", "compare runs with a baseline; exit 1 on a regression"),
     "scale": ("bench.scale", "memory and time against sequence length and network size"),
     "export": ("bench.export", "write a trained run's network as a NIR graph"),
+    "neurons": ("bench.neurons", "neuron-model gallery (HH, LIF, adaptive LIF, Izhikevich) and cost"),
 }
 
 
