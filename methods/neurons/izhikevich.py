@@ -4,21 +4,21 @@
     du/dt = a (b v - u)
     if v >= 30 mV:  v <- c,  u <- u + d
 
-Integration as in the published network code: per step of dt = 1 ms, v takes two Euler steps of
-dt / 2 (for numerical stability), then u one Euler step of dt with the new v; the spike test and
-the reset follow. Each neuron starts at its resting point, the stable fixed point of the equations
-at I = 0: v* = (-(5 - b) - sqrt((5 - b)^2 - 22.4)) / 0.08, u* = b v*. A constant current starts
-tonic firing at the saddle-node I = (5 - b)^2 / 0.16 - 140 (4 for b = 0.2) when\napproached slowly; an abrupt step from rest fires somewhat below it (u is slow).
+Integration as in the published network code: per step of dt (1 ms there and in the network
+here; 0.25 ms in the gallery, where the intervals converge), v takes two Euler steps of dt / 2,
+then u one Euler step of dt with the new v; the spike test and the reset follow. Each neuron
+starts at its resting point, the stable fixed point of the equations at I = 0:
+v* = (-(5 - b) - sqrt((5 - b)^2 - 22.4)) / 0.08, u* = b v*.
 
 The parameter sets of the published cortical and thalamic types (Izhikevich 2003, Fig. 2;
 Izhikevich 2004): :data:`PARAMETER_SETS`.
 
 Hidden layer of the shared network (``--set neuron=izhikevich``): the synaptic current I[t] of
 :mod:`methods.lif` (beta I[t-1] + x[t] W_in + z[t-1] W_rec, dimensionless) drives the RS neuron
-as ``I_izh = GAIN I[t]``, GAIN = 4 (a step of about 3-4 units from rest starts RS firing,
-as I = 1 does the LIF); the spike is z[t] = H((v - 30) / V_SCALE) with the backend's surrogate gradient,
-V_SCALE = 100 mV, and the reset (v <- c, u <- u + d where z = 1) is not differentiated, as the
-LIF's reset is not. States start at the resting point.
+as ``I_izh = GAIN I[t]``, GAIN = 4 (a constant I_izh of about 4 starts tonic RS firing,
+as I = 1 does the LIF's); the spike is z[t] = H((v - 30) / V_SCALE) with the backend's
+surrogate gradient, V_SCALE = 100 mV, and the reset (v <- c, u <- u + d where z = 1) is not
+differentiated, as the LIF's reset is not. States start at the resting point.
 """
 
 from __future__ import annotations
