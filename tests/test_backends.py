@@ -125,7 +125,7 @@ def reference_network(weights: dict, x: torch.Tensor, neuron: str):
         else:
             for _ in range(2):
                 v = v + 0.5 * (0.04 * v ** 2 + 5 * v + 140 - u + izh.GAIN * i)
-            u = u + p.a * (p.b * v - u)
+            u = u + p.a * (p.b * v.detach() - u)  # v not differentiated in u's update
             z = SlopedSuperSpike.apply((v - 30.0) / 100.0, SLOPE)
             v, u = torch.where(z > 0, p.c, v), torch.where(z > 0, u + p.d, u)
         i_o = DECAYS.beta * i_o + z @ w_out
