@@ -171,6 +171,7 @@ def build_graph(weights: dict[str, np.ndarray], hparams: dict, *, step_s: float 
     import nir
 
     dt = float(hparams["dt_ms"]) / 1000.0 if step_s is None else float(step_s)
+    if hparams.get("neuron", "lif") != "lif": raise InputError(f"NIR export describes LIF hidden neurons only, not neuron={hparams['neuron']}")  # noqa: E501,E701
     if not dt > 0:
         raise InputError(f"the simulation step must be positive, got {dt}")
     decays = lif.Decays.from_taus(hparams["tau_mem"], hparams["tau_syn"], hparams["tau_out"],

@@ -180,3 +180,16 @@ def test_izhikevich_resting_state_is_a_fixed_point():
         v, u = p.resting_state()
         dv, du = izhikevich.integrate(v, u, 0.0, p.a, p.b, 1.0)
         assert abs(dv - v) < 1e-9 and abs(du - u) < 1e-9, name
+
+
+def test_nir_export_refuses_other_hidden_neurons():
+    pytest.importorskip("nir")
+    from bench.export import build_graph
+    from datasets.types import InputError
+    from methods import lif
+
+    weights = lif.init_weights(0, 4, 3, 2, recurrent=True)
+    hparams = {"dt_ms": 1.0, "tau_mem": 20.0, "tau_syn": 5.0, "tau_out": 20.0}
+    build_graph(weights, hparams)  # the LIF network exports
+    with pytest.raises(InputError, match="neuron=izhikevich"):
+        build_graph(weights, {**hparams, "neuron": "izhikevich"})
