@@ -25,7 +25,8 @@ IZHIKEVICH_GALLERY_DT = 0.25  # ms; at 1 ms the FS and LTS intervals are off by 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="device of the cost table (figures are computed on the CPU)")
+                        help="device of the cost table (figures are computed on the CPU); cuda has "
+                             "not been run on a GPU yet")
     parser.add_argument("--cost-steps", type=int, default=200,
                         help="timed steps per model and round (default 200)")
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds (default 5)")
