@@ -66,6 +66,7 @@ import torch
 from methods.api import (Batch, DatasetSpec, InferenceStats, InputError, Method,
                        NetworkHparams, validate_network)
 from methods import lif
+from methods.lif_torch import lif_step
 from methods.readouts import time_weights
 from methods.torch_common import check_loss, seed_torch, sorted_events, sync_device, torch_device
 
@@ -180,18 +181,14 @@ class Network:
 
     def step(self, k: int, drive: torch.Tensor, w_rec: torch.Tensor | None) -> None:
         dec, hp = self.dec, self.hp
-        current = drive if w_rec is None else torch.addmm(drive, self.z, w_rec)
-        self.I.mul_(dec.beta).add_(current)
-        if self.a is None:
-            u = torch.lerp(self.V, self.I, 1.0 - dec.alpha, out=self.ub[k])
-            thr_u = u
-        else:
-            u = torch.lerp(self.V, self.I, 1.0 - dec.alpha)
+        shift = None
+        if self.a is not None:
             self.a.mul_(self.rho).add_(self.z)  # a[t] = rho a[t-1] + z[t-1]
-            thr_u = torch.sub(u, self.a, alpha=hp.adapt_strength, out=self.ub[k])
-        spiked = torch.gt(thr_u, lif.THETA, out=self.zb[k])
-        self.z = spiked.to(u.dtype)
-        self.V = u.masked_fill(spiked, 0.0)
+            shift = self.a * hp.adapt_strength
+        _, _, spiked, self.V = lif_step(
+            self.V, self.I, drive, dec, self.z, w_rec, shift=shift, i_out=self.I,
+            u_out=self.ub[k] if shift is None else None, m_out=self.ub[k], z_out=self.zb[k])
+        self.z = spiked.to(self.V.dtype)
         if hp.output_synapse:
             self.zq.mul_(dec.beta).add_(self.z)
             self.zf = torch.lerp(self.zf, self.zq, 1.0 - dec.alpha_out, out=self.zfb[k])

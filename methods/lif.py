@@ -1,5 +1,5 @@
-"""The shared spiking network of REFERENCE.md: its constants, initial weights and a plain reference
-forward pass that every backend (snntorch, norse, spyx, EventProp, ...) is tested against.
+"""The shared spiking network (Wunderlich & Pehle 2021; Nowotny et al. 2025): its constants,
+initial weights and a plain reference forward pass that every backend (snntorch, norse, spyx, EventProp, ...) is tested against.
 
 Discrete dynamics, one step t = 0..T-1 with input spikes x[t] (dt = ``dt_ms``):
 
@@ -23,7 +23,7 @@ import numpy as np
 
 THETA = 1.0
 
-# mlGeNN's SHD initialisation (REFERENCE.md): mean and standard deviation of each matrix.
+# mlGeNN's SHD initialisation (Nowotny et al. 2025): mean and standard deviation of each matrix.
 W_IN_MEAN, W_IN_STD = 0.03, 0.01
 W_REC_MEAN, W_REC_STD = 0.0, 0.02
 W_OUT_MEAN, W_OUT_STD = 0.0, 0.03
@@ -63,12 +63,14 @@ def init_weights(
 
 
 def reference_forward(weights: dict, x, decays: Decays):
-    """Direct transcription of the equations above in torch, no tricks, for tests.
+    """The equations above, step by step with :func:`methods.lif_torch.lif_step`, for tests.
 
     ``x``: (B, T, n_in) tensor; ``weights``: tensors as from :func:`init_weights`.
     Returns (z, v_out): hidden spikes (T, B, N) and output traces (T, B, C), in x's dtype.
     """
     import torch
+
+    from methods.lif_torch import lif_step, output_step
 
     w_in, w_out = weights["w_in"], weights["w_out"]
     w_rec = weights.get("w_rec")
@@ -81,14 +83,8 @@ def reference_forward(weights: dict, x, decays: Decays):
     v_o = x.new_zeros(batch, n_out)
     spikes, traces = [], []
     for t in range(steps):
-        i_h = decays.beta * i_h + x[:, t] @ w_in
-        if w_rec is not None:
-            i_h = i_h + z @ w_rec
-        v_h = decays.alpha * v_h + (1 - decays.alpha) * i_h
-        z = (v_h > THETA).to(x.dtype)
-        v_h = v_h * (1 - z)
-        i_o = decays.beta * i_o + z @ w_out
-        v_o = decays.alpha_out * v_o + (1 - decays.alpha_out) * i_o
+        i_h, _, z, v_h = lif_step(v_h, i_h, x[:, t] @ w_in, decays, z, w_rec)
+        i_o, v_o = output_step(v_o, i_o, z, w_out, decays)
         spikes.append(z)
         traces.append(v_o)
     return torch.stack(spikes), torch.stack(traces)

@@ -1,4 +1,4 @@
-"""Readouts and losses shared by every gradient method (REFERENCE.md, "Losses").
+"""Readouts and losses shared by every gradient method (Nowotny et al. 2025, mlGeNN's SHD readouts).
 
 A readout turns the output traces V_k(t), t = 0..T-1, into class scores s_k; the loss is the
 cross-entropy of softmax(s) with the label.

@@ -49,6 +49,7 @@ import torch
 from methods.api import (Batch, DatasetSpec, InferenceStats, InputError, Method, NetworkHparams,
                        validate_network)
 from methods import lif
+from methods.lif_torch import lif_step
 from methods.torch_common import seed_torch, sync_device, torch_device
 
 
@@ -200,11 +201,7 @@ class RStdp(Method):
         for t0 in range(0, steps, chunk):
             drive = (x[:, t0:t0 + chunk].float() @ self.w_in).transpose(0, 1)
             for k in range(drive.shape[0]):
-                cur = drive[k] if self.w_rec is None else torch.addmm(drive[k], z, self.w_rec)
-                I.mul_(dec.beta).add_(cur)
-                V = torch.lerp(V, I, 1.0 - dec.alpha)
-                z = (V > lif.THETA).float()
-                V = V * (1.0 - z)
+                _, _, z, V = lif_step(V, I, drive[k], dec, z, self.w_rec, i_out=I)
                 hidden_spikes += z
                 inhibition = hp.w_inh * (o.sum(dim=1, keepdim=True) - o)
                 Io.mul_(dec.beta).add_(z @ self.w_out).sub_(inhibition)

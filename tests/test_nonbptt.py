@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from methods import lif
 from methods.api import DatasetSpec, make_hparams
 from methods.ann_conversion import AnnConversion, AnnHparams
 from methods.eprop import Eprop, EpropHparams
+from methods.lif_torch import lif_step
 from methods.rstdp import RStdp, RStdpHparams, StdpTraces
 from tiny import TINY_SPEC, dense_to_events, tiny_batch, tiny_hparams
 
@@ -52,16 +54,14 @@ def autograd_loss(w: dict, x: torch.Tensor, y: torch.Tensor, hp: EpropHparams, m
     Io, Vo = zeros(n_out), zeros(n_out)
     rho = math.exp(-hp.dt_ms / hp.tau_adapt)
     loss, spikes = 0.0, 0.0
+    spike = lambda margin: TriangleSpike.apply(margin, hp.gamma)  # noqa: E731
     for t in range(steps):
-        current = x[:, t] @ w["w_in"] + (z @ w["w_rec"] if "w_rec" in w else 0.0)
-        I = dec.beta * I + current
-        u = dec.alpha * V + (1 - dec.alpha) * I
-        threshold = 1.0
+        shift = None
         if hp.alif:
             a = rho * a + z
-            threshold = 1.0 + hp.adapt_strength * a
-        z = TriangleSpike.apply(u - threshold, hp.gamma)
-        V = u - (u * z).detach()
+            shift = hp.adapt_strength * a
+        I, _, z, V = lif_step(V, I, x[:, t] @ w["w_in"], dec, z, w.get("w_rec"), shift=shift,
+                              spike=spike, detach_reset=True)
         if hp.output_synapse:
             Io = dec.beta * Io + z @ w["w_out"]
             Vo = dec.alpha_out * Vo + (1 - dec.alpha_out) * Io
@@ -295,3 +295,51 @@ def test_state_dict_round_trip(cls):
     np.testing.assert_array_equal(restored.predict(batch), method.predict(batch))
     assert restored.train_step(step_batch)["loss"] == method.train_step(step_batch)["loss"]
     np.testing.assert_array_equal(restored.predict(batch), method.predict(batch))
+
+
+# ---------------------------------------------------------------------------------------------
+# Forwards against the reference (methods.lif.reference_forward)
+
+
+def _reference_case(recurrent: bool = True, steps: int = 40):
+    rng = np.random.default_rng(7)
+    weights = lif.init_weights(4, 9, 12, 3, recurrent)
+    weights["w_in"] = weights["w_in"] * 8.0
+    if recurrent:
+        weights["w_rec"] = weights["w_rec"] * 10.0
+    w = {k: torch.from_numpy(v).double() for k, v in weights.items()}
+    x = torch.from_numpy((rng.random((5, steps, 9)) < 0.3).astype(np.float64))
+    dec = lif.Decays.from_taus(20.0, 5.0, 20.0, 1.0)
+    spikes, traces = lif.reference_forward(w, x, dec)
+    assert spikes.sum() > 100, "test is vacuous without hidden spikes"
+    return w, x, dec, spikes, traces
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_eprop_forward_equals_the_reference(recurrent):
+    from methods.eprop import Network
+
+    w, x, dec, spikes, traces = _reference_case(recurrent)
+    hp = make_hparams(EpropHparams, dict(hidden=12, recurrent=recurrent, output_synapse=True))
+    net = Network(x.shape[0], 12, x.shape[1], dec, hp, x.new_zeros(()))
+    net.reset()
+    drive = (x @ w["w_in"]).transpose(0, 1)
+    for k in range(x.shape[1]):
+        net.step(k, drive[k], w.get("w_rec"))
+    assert torch.equal(net.zb.to(spikes.dtype), spikes)
+    torch.testing.assert_close(net.zfb @ w["w_out"], traces, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_rstdp_hidden_forward_equals_the_reference(recurrent):
+    w, x, dec, spikes, _ = _reference_case(recurrent)
+    spec = DatasetSpec("r", 9, 3, x.shape[1], 1.0, "r")
+    method = RStdp()
+    method.setup(spec, make_hparams(RStdpHparams, dict(hidden=12, recurrent=recurrent, chunk=7,
+                                                       steps=x.shape[1])), 0, "cpu")
+    method.w_in = w["w_in"].float()
+    method.w_rec = w["w_rec"].float() if recurrent else None
+    out = method.run(x.float(), train=False)
+    ref, _ = lif.reference_forward({k: v.float() for k, v in w.items()}, x.float(), dec)
+    np.testing.assert_array_equal(out["hidden_count"].numpy(), ref.sum(dim=(0, 2)).numpy())
+    assert float(out["hidden_count"].sum()) > 100
