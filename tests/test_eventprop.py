@@ -1,4 +1,4 @@
-"""EventProp (methods/eventprop.py) against its definition.
+"""EventProp (methods/eventprop/) against its definition.
 
 - ``timing="exact"``: the gradient of every weight matrix equals the finite-difference gradient of
   the same forward pass (float64, tiny recurrent net, perturbations that change no spike count),
@@ -21,6 +21,7 @@ import torch
 from methods.api import Batch, DatasetSpec, Events, InputError, make_hparams, parse_overrides
 from methods import lif
 from methods.bptt_snntorch import SnntorchNetwork
+import methods.eventprop as ep
 from methods.eventprop import THETA, EventProp
 from methods.readouts import TorchReadout
 from tiny import TINY_SPEC, dense_to_events, tiny_batch
@@ -54,7 +55,8 @@ def _event_batch(x: np.ndarray, y) -> Batch:
 
 
 def _traces(method: EventProp, batch: Batch):
-    fw = method._forward(method._blocks(batch), store=False, traces=True)
+    net = method.net()
+    fw = ep.forward(net, net.blocks(batch), store=False, traces=True)
     return fw.traces, fw.counts
 
 
@@ -124,7 +126,7 @@ def test_exact_mode_gradients_equal_finite_differences():
     assert counts.min() >= 1 and counts.sum() >= 16, "every hidden neuron should spike"
     for loss in LOSSES:
         check, _ = _fd_setup("exact", loss)
-        value, grads, _, _ = check._loss_and_grads(batch)
+        value, grads, _, _ = ep.loss_and_grads(check.net(), batch)
         assert value == pytest.approx(_ce(_traces(check, batch)[0], batch.y, loss), rel=1e-12)
         for key in ("w_in", "w_rec", "w_out"):
             err = _rel(grads[key], fd[loss][key])
@@ -142,7 +144,7 @@ def test_exact_mode_feedforward_gradients_equal_finite_differences():
     batch = _event_batch(x, [0, 2])
     fd, counts = _finite_differences(method, batch, ("w_in", "w_out"))
     assert counts.sum() >= 16
-    _, grads, _, _ = method._loss_and_grads(batch)
+    _, grads, _, _ = ep.loss_and_grads(method.net(), batch)
     assert sorted(grads) == ["w_in", "w_out"]
     for key in ("w_in", "w_out"):
         assert _rel(grads[key], fd["sum_exp"][key]) <= 1e-3
@@ -154,7 +156,7 @@ def test_grid_mode_output_gradient_equals_finite_differences():
     assert counts.sum() >= 16
     for loss in LOSSES:
         check, _ = _fd_setup("grid", loss)
-        _, grads, _, _ = check._loss_and_grads(batch)
+        _, grads, _, _ = ep.loss_and_grads(check.net(), batch)
         err = _rel(grads["w_out"], fd[loss]["w_out"])
         print(f"grid mode, {loss} w_out: relative error {err:.1e}")  # docs/eventprop.md
         assert err <= 1e-3, f"{loss} w_out: relative error {err:.2e}"
@@ -173,7 +175,7 @@ def _converge_case(timing: str, dt: float, recurrent: bool = True):
                     step=np.array([int(round(t / dt)) for _, t in times]),
                     unit=np.array([u for u, _ in times]), count=np.ones(4, np.float32))
     batch = Batch(y=np.array([1]), n_steps=T, n_in=2, events=events)
-    _, grads, _, fw = method._loss_and_grads(batch)
+    _, grads, _, fw = ep.loss_and_grads(method.net(), batch)
     return grads, fw.counts
 
 
@@ -198,7 +200,7 @@ def test_grid_mode_gradient_converges_to_exact_mode():
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-def test_grid_forward_identical_to_bptt_snntorch(loss):
+def test_grid_forward_identical_to_the_reference_and_bptt_snntorch(loss):
     weights = lif.init_weights(0, TINY_SPEC.n_in, 16, TINY_SPEC.n_classes, True)
     weights["w_in"] = weights["w_in"] * DRIVE
     method = _method(TINY_SPEC, loss=loss, chunk_steps=16)
@@ -207,10 +209,16 @@ def test_grid_forward_identical_to_bptt_snntorch(loss):
     x = np.zeros((batch.size, TINY_SPEC.n_steps, TINY_SPEC.n_in), np.float32)
     ev = batch.events
     x[ev.sample, ev.step, ev.unit] = ev.count
-    net = SnntorchNetwork(weights, method.decays, 100.0)
+    decays = method.net().decays
+    net = SnntorchNetwork(weights, decays, 100.0)
     with torch.no_grad():
         spikes, traces = net(torch.from_numpy(x))
-    fw = method._forward(method._blocks(batch), store=True, traces=True)
+    ref_spikes, ref_traces = lif.reference_forward(
+        {k: torch.from_numpy(w) for k, w in weights.items()}, torch.from_numpy(x), decays)
+    assert torch.equal(ref_spikes, spikes)
+    torch.testing.assert_close(ref_traces, traces, rtol=1e-5, atol=1e-7)
+    net = method.net()
+    fw = ep.forward(net, net.blocks(batch), store=True, traces=True)
     mine = _spikes_dense(fw, TINY_SPEC.n_steps, batch.size, 16)
     assert spikes.sum() > 50
     assert torch.equal(mine, spikes)
@@ -227,7 +235,7 @@ def test_block_size_does_not_change_results():
         method = _method(TINY_SPEC, chunk_steps=chunk, dtype="float64")
         with torch.no_grad():
             method.params["w_in"] *= DRIVE
-        loss, grads, _, fw = method._loss_and_grads(batch)
+        loss, grads, _, fw = ep.loss_and_grads(method.net(), batch)
         results.append((loss, grads, fw.counts))
     for loss, grads, counts in results[1:]:
         assert loss == pytest.approx(results[0][0], rel=1e-12)
@@ -241,10 +249,10 @@ def test_sparse_and_dense_recurrent_terms_agree():
     grads = []
     for fraction in (0.0, 1.0):  # every step by the dense product / by row gathers
         method = _method(TINY_SPEC, dtype="float64")
-        method.gather_below = fraction
         with torch.no_grad():
             method.params["w_in"] *= DRIVE
-        grads.append(method._loss_and_grads(batch)[1])
+        net = dataclasses.replace(method.net(), gather_below=fraction)
+        grads.append(ep.loss_and_grads(net, batch)[1])
     for key in grads[0]:
         torch.testing.assert_close(grads[0][key], grads[1][key], rtol=1e-10, atol=1e-15)
     assert float(grads[0]["w_rec"].abs().max()) > 0
@@ -267,7 +275,8 @@ def test_store_is_proportional_to_spikes():
     method = _method(TINY_SPEC)
     with torch.no_grad():
         method.params["w_in"] *= DRIVE
-    fw = method._forward(method._blocks(_batch(4)), store=True)
+    net = method.net()
+    fw = ep.forward(net, net.blocks(_batch(4)), store=True)
     n_spikes = int(fw.counts.sum())
     assert fw.flat.numel() == fw.current.numel() == n_spikes > 0
     assert fw.flat.dtype == torch.int32
@@ -279,7 +288,7 @@ def test_store_is_proportional_to_spikes():
 
 
 def _hidden_grads(method: EventProp, batch: Batch):
-    _, grads, _, fw = method._loss_and_grads(batch)
+    _, grads, _, fw = ep.loss_and_grads(method.net(), batch)
     return grads, fw.counts
 
 
@@ -320,7 +329,7 @@ def test_regulariser_target_scales_with_window():
     nu = 14.0 * T * TINY_SPEC.dt_ms / 1000.0
     counts = torch.zeros(8, 16)
     counts[:, 0] = nu  # neuron 0 exactly on target, the rest silent (below)
-    coef = method._reg_coefficient(counts, T, signal=1.0)
+    coef = ep.reg_coefficient(method.net(), counts, T, signal=1.0)
     assert float(coef[0]) == pytest.approx(0.0, abs=1e-12)
     assert bool((coef[1:] < 0).all())
 
@@ -334,16 +343,16 @@ def test_regulariser_keeps_its_weight_against_the_loss(timing):
                      lambda_clip=0.0)
     with torch.no_grad():
         method.params["w_in"] *= DRIVE
-    blocks = method._blocks(_batch(5))
-    fw = method._forward(blocks, store=True)
+    net = method.net()
+    blocks = net.blocks(_batch(5))
+    fw = ep.forward(net, blocks, store=True)
     error = torch.softmax(fw.scores, dim=1)
     error[:, 0] -= 1.0
     error /= error.shape[0]
-    backward = method._grid_backward if timing == "grid" else method._exact_backward
-    base, scaled = backward(blocks, fw, error), backward(blocks, fw, 1000.0 * error)
-    without = dataclasses.replace(method.hp, reg_strength=0.0)
-    method.hp = without
-    plain = backward(blocks, fw, error)
+    backward = ep.grid_backward if timing == "grid" else ep.exact_backward
+    base, scaled = backward(net, blocks, fw, error), backward(net, blocks, fw, 1000.0 * error)
+    method.hp = dataclasses.replace(method.hp, reg_strength=0.0)
+    plain = backward(method.net(), blocks, fw, error)
     for key in ("w_in", "w_rec"):
         assert float(base[key].abs().max()) > 0
         assert _rel(base[key], plain[key]) > 1e-3  # the regulariser does contribute
@@ -380,8 +389,9 @@ def test_guard_keeps_gradients_finite_at_threshold(timing):
         with torch.no_grad():
             method.params["w_in"] *= DRIVE
         method.hp = dataclasses.replace(method.hp, min_slope=min_slope, lambda_clip=clip)
-        blocks = method._blocks(batch)
-        fw = method._forward(blocks, store=True)
+        net = method.net()
+        blocks = net.blocks(batch)
+        fw = ep.forward(net, blocks, store=True)
         if timing == "grid":
             fw.current[:] = THETA  # every spike exactly at threshold: I - theta = 0
         else:
@@ -389,8 +399,8 @@ def test_guard_keeps_gradients_finite_at_threshold(timing):
                          for step in fw.rounds]
         error = torch.full((batch.size, TINY_SPEC.n_classes), 0.01)
         error[:, 0] = -0.02
-        backward = method._grid_backward if timing == "grid" else method._exact_backward
-        return backward(blocks, fw, error)
+        backward = ep.grid_backward if timing == "grid" else ep.exact_backward
+        return backward(net, blocks, fw, error)
 
     guarded = grads_with(0.02, 100.0)
     assert all(bool(torch.isfinite(g).all()) for g in guarded.values())
@@ -447,7 +457,8 @@ def test_predict_and_inference_stats():
         method.params["w_in"] *= DRIVE
     batch = _batch(8)
     scores = method.predict(batch)
-    fw = method._forward(method._blocks(batch), store=False)
+    net = method.net()
+    fw = ep.forward(net, net.blocks(batch), store=False)
     np.testing.assert_allclose(scores, fw.scores.numpy())
     stats = method.inference_stats()
     np.testing.assert_allclose(stats.hidden_spikes, fw.counts.sum(1).double().numpy())

@@ -1,0 +1,140 @@
+"""The EventProp adapter: the Method contract around the grid and exact passes, Adam on the
+weights' ``.grad``, and the silent-neuron remedy (neurons without a spike in a whole epoch get
+``silent_boost`` added to their input weights in ``end_epoch``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from methods import lif
+from methods.api import Batch, DatasetSpec, DivergedError, InferenceStats, Method
+from methods.eventprop.common import Forward, Net, Tables
+from methods.eventprop.events import EventBlocks
+from methods.eventprop.exact import exact_backward, exact_forward
+from methods.eventprop.grid import grid_backward, grid_forward
+from methods.eventprop.hparams import EventPropHparams
+from methods.torch_common import check_loss, seed_torch, sync_device, torch_device
+
+
+def forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = False) -> Forward:
+    """The forward pass of ``net.hp.timing``."""
+    if net.hp.timing == "grid":
+        return grid_forward(net, blocks, store, traces)
+    return exact_forward(net, blocks, store, traces)
+
+
+@torch.no_grad()
+def loss_and_grads(net: Net, batch: Batch) -> tuple[float, dict[str, torch.Tensor], int, Forward]:
+    """One training step without the update: (batch-mean loss, gradients, correct, forward)."""
+    blocks = net.blocks(batch)
+    fw = forward(net, blocks, store=True)
+    labels = torch.from_numpy(np.asarray(batch.y, dtype=np.int64)).to(net.device)
+    logp = torch.log_softmax(fw.scores.double(), dim=1)
+    loss_t = -logp.gather(1, labels[:, None]).mean()
+    error = logp.exp()
+    error[torch.arange(batch.size, device=net.device), labels] -= 1.0
+    error = (error / batch.size).to(net.dtype)
+    correct_t = (fw.scores.argmax(dim=1) == labels).sum()
+    loss, correct = float(loss_t), int(correct_t)
+    check_loss(loss)
+    if net.hp.timing == "grid":
+        grads = grid_backward(net, blocks, fw, error)
+    else:
+        grads = exact_backward(net, blocks, fw, error)
+    total = sum(float(g.abs().sum()) for g in grads.values())
+    if not math.isfinite(total):
+        raise DivergedError("non-finite gradient")
+    return loss, grads, correct, fw
+
+
+class EventProp(Method):
+    name = "eventprop"
+    framework = "torch"
+    Hparams = EventPropHparams
+    input_format = "events"
+
+    # -- contract ---------------------------------------------------------------------------
+    def setup(self, spec: DatasetSpec, hparams: EventPropHparams, seed: int, device: str) -> None:
+        seed_torch(seed)
+        self.spec, self.hp = spec, hparams
+        self.device = torch_device(device)
+        self.dtype = torch.float64 if hparams.dtype == "float64" else torch.float32
+        weights = lif.init_weights(seed, spec.n_in, hparams.hidden, spec.n_classes, hparams.recurrent)
+        self.params: dict[str, torch.nn.Parameter] = {
+            key: torch.nn.Parameter(torch.from_numpy(w).to(self.device, self.dtype))
+            for key, w in weights.items()}
+        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=hparams.lr)
+        self.epoch_counts = torch.zeros(hparams.hidden, device=self.device, dtype=torch.float64)
+        self._tables: dict[int, Tables] = {}
+        self._stats: InferenceStats | None = None
+        self._silent_last = 0
+        self._boosted_total = 0
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        loss, grads, correct, fw = loss_and_grads(self.net(), batch)
+        for key, param in self.params.items():
+            if self.hp.trains(key):  # else Adam leaves it as it is
+                param.grad = grads[key]
+        self.optimizer.step()
+        self.epoch_counts += fw.counts.sum(0, dtype=torch.float64)
+        spikes = float(fw.counts.sum()) / (batch.size * self.hp.hidden)
+        return {"loss": loss, "correct": correct, "spikes_per_neuron": spikes}
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> np.ndarray:
+        net = self.net()
+        blocks = net.blocks(batch)
+        fw = forward(net, blocks, store=False)
+        counts = fw.counts.sum(1, dtype=torch.float64).cpu().numpy()
+        T, N = batch.n_steps, self.hp.hidden
+        active = (fw.active.double().cpu().numpy() if fw.active is not None else counts) / (T * N)
+        synops, dense = lif.synops_per_sample(blocks.per_sample(), counts, batch.n_in, N,
+                                              self.spec.n_classes, self.hp.recurrent, T)
+        self._stats = InferenceStats(hidden_spikes=counts, n_neurons=N, synops=synops,
+                                     dense_synops=dense, active_fraction=active)
+        return fw.scores.float().cpu().numpy()
+
+    def inference_stats(self) -> InferenceStats | None:
+        return self._stats
+
+    @torch.no_grad()
+    def end_epoch(self, epoch: int) -> None:
+        """Silent-neuron remedy: EventProp cannot make a silent neuron spike (no spike, no
+        gradient), so neurons without a spike in the whole epoch get their input weights raised."""
+        silent = self.epoch_counts == 0
+        self._silent_last = int(silent.sum())
+        if self._silent_last and self.hp.silent_boost > 0 and self.hp.trains("w_in"):
+            self.params["w_in"][:, silent] += self.hp.silent_boost
+            self._boosted_total += self._silent_last
+        self.epoch_counts.zero_()
+
+    def extra_metrics(self) -> dict[str, float]:
+        return {"silent_neurons_last_epoch": float(self._silent_last),
+                "silent_boosts_total": float(self._boosted_total)}
+
+    def sync(self) -> None:
+        sync_device(self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"weights": {k: p.detach().cpu().clone() for k, p in self.params.items()},
+                "optimizer": self.optimizer.state_dict(),
+                "epoch_counts": self.epoch_counts.cpu().clone(),
+                "silent": (self._silent_last, self._boosted_total)}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, param in self.params.items():
+            param.copy_(state["weights"][key].to(self.device, self.dtype))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch_counts.copy_(state["epoch_counts"].to(self.device))
+        self._silent_last, self._boosted_total = state["silent"]
+
+    def net(self) -> Net:
+        """The current weights (no autograd history) and everything a pass reads."""
+        w_rec = self.params["w_rec"].detach() if self.hp.recurrent else None
+        return Net(self.hp, self.params["w_in"].detach(), w_rec, self.params["w_out"].detach(),
+                   self.spec.n_classes, self._tables)
