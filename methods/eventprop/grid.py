@@ -181,7 +181,7 @@ def grid_backward(net: Net, blocks: EventBlocks, fw: Forward,
     for c0 in reversed(starts):
         k_len = min(K, T - c0)
         if c0 + K < T:  # slots K, K+1 <- steps c0 + K, c0 + K + 1 (the next block's 0, 1)
-            lam_i[K:K + 2].copy_(lam_i[0:2])
+            lam_i[K:K + 2].copy_(lam_i[0:2] if K >= 2 else lam_i[0:2].clone())  # K=1 overlaps
         s_lo, s_hi = offsets[c0], offsets[c0 + k_len]
         flat, k_of, cur = block_spikes(c0)
         denom = (cur - THETA).clamp_(min=hp.min_slope)  # the guarded (I - theta)
