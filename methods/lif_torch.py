@@ -33,10 +33,15 @@ def lif_step(v: torch.Tensor, i_prev: torch.Tensor, drive: torch.Tensor, decays:
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns (I[t], u[t], z[t], V[t]). ``m_out`` receives the margin's base u - shift (only
     with ``shift``); ``z_out`` may be float (0/1) or bool; with a bool z the reset is a masked
-    fill, with a float z it is u - u z (the same values)."""
+    fill, with a float z it is u - u z (the same values). A boolean ``z_prev`` adds the rows of
+    W_rec of the neurons that fired instead of the dense product (the same sum, in another
+    order: equal to rounding)."""
     i = torch.add(drive, i_prev, alpha=decays.beta, out=i_out)
     if w_rec is not None and z_prev is not None:
-        i = i.addmm_(z_prev, w_rec) if i_out is not None else torch.addmm(i, z_prev, w_rec)
+        if z_prev.dtype == torch.bool:
+            i = _add_spike_rows(i, z_prev, w_rec, i_out is not None)
+        else:
+            i = i.addmm_(z_prev, w_rec) if i_out is not None else torch.addmm(i, z_prev, w_rec)
     u = torch.lerp(v, i, 1.0 - decays.alpha, out=u_out)
     m = u if shift is None else torch.sub(u, shift, out=m_out)
     if spike is not None:
@@ -46,7 +51,10 @@ def lif_step(v: torch.Tensor, i_prev: torch.Tensor, drive: torch.Tensor, decays:
     else:
         z = (m > THETA).to(u.dtype)
     if z.dtype == torch.bool:
-        v_new = u.masked_fill(z, 0.0)
+        if v_out is None:
+            v_new = u.masked_fill(z, 0.0)
+        else:
+            v_new = (v_out if v_out is u else v_out.copy_(u)).masked_fill_(z, 0.0)
     elif detach_reset:
         v_new = u - (u * z).detach()
     elif v_out is not None:
@@ -62,3 +70,17 @@ def output_step(v_o: torch.Tensor, i_o: torch.Tensor, z: torch.Tensor, w_out: to
     V_o[t] = alpha_o V_o[t-1] + (1 - alpha_o) I_o[t]. Returns (I_o[t], V_o[t]), new tensors."""
     i_o = decays.beta * i_o + z @ w_out
     return i_o, torch.lerp(v_o, i_o, 1.0 - decays.alpha_out)
+
+
+def _add_spike_rows(i: torch.Tensor, z: torch.Tensor, w_rec: torch.Tensor,
+                    inplace: bool) -> torch.Tensor:
+    """i + z W_rec for a boolean spike mask z: the rows of W_rec of the neurons that fired,
+    added per sample (nothing when none fired); one dense product when many fired."""
+    b, m = z.nonzero(as_tuple=True)
+    if b.numel() == 0:
+        return i
+    if b.numel() > z.numel() // 16:
+        zf = z.to(i.dtype)
+        return i.addmm_(zf, w_rec) if inplace else torch.addmm(i, zf, w_rec)
+    return i.index_put_((b,), w_rec[m], accumulate=True) if inplace else \
+        i.index_put((b,), w_rec[m], accumulate=True)

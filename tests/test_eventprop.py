@@ -228,6 +228,34 @@ def test_grid_forward_identical_to_the_reference_and_bptt_snntorch(loss):
                                rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+def test_fused_kernels_equal_the_torch_loops(loss):
+    """Grid mode's numba kernels against its torch loops (lif_step and the backward recursion):
+    the same spikes, scores and gradients, to float32 rounding."""
+    pytest.importorskip("numba")
+    for recurrent, dtype in ((True, "float32"), (False, "float32"), (True, "float64")):
+        method = _method(TINY_SPEC, loss=loss, recurrent=recurrent, dtype=dtype, chunk_steps=16)
+        with torch.no_grad():
+            method.params["w_in"] *= DRIVE
+            if recurrent:
+                method.params["w_rec"] *= 10.0
+        net = method.net()
+        assert net.fused
+        batch = _batch(2)
+        fused = ep.loss_and_grads(net, batch)
+        loops = ep.loss_and_grads(dataclasses.replace(net, fused=False), batch)
+        assert fused[3].counts.sum() > 100
+        assert torch.equal(fused[3].flat, loops[3].flat)
+        assert torch.equal(fused[3].step_counts, loops[3].step_counts)
+        assert fused[0] == pytest.approx(loops[0], rel=1e-6)
+        tol = 1e-6 if dtype == "float32" else 1e-12
+        for key, grad in loops[1].items():
+            scale = float(grad.abs().max())
+            assert scale > 0
+            err = float((fused[1][key] - grad).abs().max()) / scale
+            assert err <= tol, f"{key} recurrent={recurrent} {dtype}: {err:.1e}"
+
+
 def test_block_size_does_not_change_results():
     batch = _batch(2)
     results = []

@@ -25,6 +25,7 @@ sizes, every readout, with spikes in every neuron of every sample.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -127,7 +128,7 @@ def case(seed: int, recurrent: bool):
     return w, x, y
 
 
-def package(w, x, y, loss: str, chunk: int, reg_strength: float):
+def package(w, x, y, loss: str, chunk: int, reg_strength: float, fused: bool):
     spec = DatasetSpec(name="oracle", n_in=N_IN, n_classes=N_OUT, n_steps=STEPS, dt_ms=1.0,
                        content_hash="oracle")
     hp = make_hparams(ep.EventPropHparams, dict(
@@ -141,16 +142,20 @@ def package(w, x, y, loss: str, chunk: int, reg_strength: float):
             method.params[key].copy_(torch.from_numpy(value))
     batch = Batch(y=y.astype(np.int64), n_steps=STEPS, n_in=N_IN,
                   events=dense_to_events(x.astype(np.uint8)))
-    value, grads, _, fw = ep.loss_and_grads(method.net(), batch)
+    net = dataclasses.replace(method.net(), fused=fused)
+    value, grads, _, fw = ep.loss_and_grads(net, batch)
     return hp, value, {k: g.numpy() for k, g in grads.items()}, fw
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["torch-loops", "fused-kernels"])
 @pytest.mark.parametrize("recurrent", [True, False])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_grid_gradients_equal_the_oracle(loss, recurrent):
+def test_grid_gradients_equal_the_oracle(loss, recurrent, fused):
+    if fused:
+        pytest.importorskip("numba")
     for seed, chunk, reg_strength in ((0, 1, 0.0), (1, 7, 0.0), (2, 64, 0.3)):
         w, x, y = case(seed, recurrent)
-        hp, value, grads, fw = package(w, x, y, loss, chunk, reg_strength)
+        hp, value, grads, fw = package(w, x, y, loss, chunk, reg_strength, fused)
         want_loss, want, spikes = oracle(w, x, y, hp)
         assert spikes.sum(axis=0).min() >= 1, "every neuron of every sample should spike"
         ref, _ = lif.reference_forward({k: torch.from_numpy(v) for k, v in w.items()},

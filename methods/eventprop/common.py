@@ -24,6 +24,7 @@ import torch
 
 from methods import lif
 from methods.api import Batch
+from methods.eventprop import kernels
 from methods.eventprop.events import EventBlocks
 from methods.eventprop.hparams import EventPropHparams
 from methods.readouts import time_weights
@@ -126,8 +127,13 @@ class Net:
     # of (sample, neuron) pairs spiking, else by one dense product (crossover measured on a CPU
     # core: ~150 spikes at 32 x 256).
     gather_below: float = 1 / 64
+    # grid mode's per-step loops by the fused numba kernels (default: where numba is installed
+    # and the tensors are on the CPU), else by torch calls
+    fused: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.fused is None:
+            self.fused = kernels.AVAILABLE and self.w_in.device.type == "cpu"
         self.decays = lif.Decays.from_hparams(self.hp)
         self.consts = ExactConsts.of(self.hp, self.w_in.dtype)
 

@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from methods.eventprop.common import (THETA, Forward, Net, clip_bound, direct_terms, output_block,
                                       reg_coefficient, signal_sum)
+from methods.eventprop import kernels
 from methods.eventprop.events import EventBlocks, spike_matrix_t
 from methods.lif_torch import lif_step
 
@@ -57,9 +59,10 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
 
     v = torch.zeros(B, N, device=dev, dtype=dt)
     i_carry = torch.zeros(B, N, device=dev, dtype=dt)
-    z_carry = torch.zeros(B, N, device=dev, dtype=dt)
+    z_carry = torch.zeros(B, N, device=dev, dtype=torch.bool)
     drive = torch.empty(K * B, N, device=dev, dtype=dt)
-    zbuf = torch.empty(K, B, N, device=dev, dtype=dt)
+    zbuf = torch.empty(K, B, N, device=dev, dtype=torch.bool)  # spikes as masks: the recurrent
+    zf = torch.empty(K, B, N, device=dev, dtype=dt)  # input adds rows of W_rec (lif_step)
     counts = torch.zeros(B, N, device=dev, dtype=dt)
     weighted = tab.w is not None
     rate_a = torch.zeros(B * N, device=dev, dtype=dt) if weighted else None
@@ -70,6 +73,14 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
         vmax = torch.full((B, C), -math.inf, device=dev, dtype=dt)
         amax = torch.zeros(B, C, device=dev, dtype=torch.int64)
     trace_blocks, flats, currents, step_counts = [], [], [], []
+    fused = None
+    if net.fused:
+        np_dt = w_in.numpy().dtype
+        w_rec_np = w_rec.numpy() if w_rec is not None else np.zeros((1, 1), np_dt)
+        fused = (w_rec_np, w_rec is not None, kernels.as_scalar(1.0 - dc.alpha, np_dt),
+                 kernels.as_scalar(dc.beta, np_dt), kernels.as_scalar(THETA, np_dt))
+        step_buf = torch.empty(K, dtype=torch.int64)
+        pos_buf = torch.empty(K * B * N, dtype=torch.int32)
 
     for c0 in range(0, T, K):
         k_len = min(K, T - c0)
@@ -81,18 +92,28 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
             torch.addmm(d, x_blk, w_in, beta=0, out=d)
         d3 = d.view(k_len, B, N)
         z3 = zbuf[:k_len]
-        i_prev, z_prev = i_carry, z_carry
-        for i_k, z_k in zip(d3.unbind(0), z3.unbind(0)):  # I, V, z in place
-            lif_step(v, i_prev, i_k, dc, z_prev, w_rec, i_out=i_k, u_out=v, z_out=z_k, v_out=v)
-            i_prev, z_prev = i_k, z_k
+        if fused is not None:
+            n_pos = kernels.forward_block(
+                d3.numpy(), v.numpy(), i_carry.numpy(), z_carry.numpy(), *fused, z3.numpy(),
+                zf.numpy(), counts.numpy(), step_buf.numpy(), pos_buf.numpy())
+            i_prev, z_prev = d3[k_len - 1], z3[k_len - 1]
+            z3f, n_step, pos = zf[:k_len], step_buf[:k_len].clone(), pos_buf[:n_pos].long()
+        else:
+            i_prev, z_prev = i_carry, z_carry
+            for i_k, z_k in zip(d3.unbind(0), z3.unbind(0)):  # I, V, z in place
+                lif_step(v, i_prev, i_k, dc, z_prev, w_rec, i_out=i_k, u_out=v, z_out=z_k,
+                         v_out=v)
+                i_prev, z_prev = i_k, z_k
+            z3f = zf[:k_len].copy_(z3)
+            counts += z3f.sum(0)
+            n_step = z3f.view(k_len, B * N).sum(1).to(torch.int64)
+            pos = z3.view(-1).nonzero().squeeze(1) if store else None
         i_carry.copy_(i_prev)
         z_carry.copy_(z_prev)
-        z2 = z3.view(k_len, B * N)
-        counts += z3.sum(0)
         if weighted:
-            rate_a.addmv_(z2.t(), tab.q[c0:c0 + k_len])
+            rate_a.addmv_(z3f.view(k_len, B * N).t(), tab.q[c0:c0 + k_len])
         if need_traces:
-            u = (z3.view(k_len * B, N) @ w_out).view(k_len, B * C)
+            u = (z3f.view(k_len * B, N) @ w_out).view(k_len, B * C)
             vo_blk = output_block(tab, u, io, vo).view(k_len, B, C)
             blk_max, blk_arg = vo_blk.max(dim=0)
             better = blk_max > vmax
@@ -101,10 +122,9 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
             if traces:
                 trace_blocks.append(vo_blk.clone())
         if store:
-            pos = z2.view(-1).bool().nonzero().squeeze(1)  # bool: twice as fast
             flats.append((pos % (B * N)).to(torch.int32))
             currents.append(d.view(-1).take(pos))
-            step_counts.append(z2.sum(1).to(torch.int64))
+            step_counts.append(n_step)
 
     fw = Forward(scores=None, counts=counts)  # type: ignore[arg-type]
     if weighted:
@@ -170,6 +190,9 @@ def grid_backward(net: Net, blocks: EventBlocks, fw: Forward,
     if hp.reg_strength > 0:
         reg = reg_coefficient(net, fw.counts, T, signal_total / max(offsets[-1], 1))
 
+    if net.fused:
+        np_dt = net.w_in.numpy().dtype
+        w_rec_np = w_rec.numpy() if w_rec is not None else np.zeros((1, 1), np_dt)
     lam_u = torch.zeros(B, N, device=dev, dtype=dt)
     lam_u_flat = lam_u.view(-1)
     lam_i = torch.zeros(K + 2, B, N, device=dev, dtype=dt)
@@ -182,7 +205,7 @@ def grid_backward(net: Net, blocks: EventBlocks, fw: Forward,
         k_len = min(K, T - c0)
         if c0 + K < T:  # slots K, K+1 <- steps c0 + K, c0 + K + 1 (the next block's 0, 1)
             lam_i[K:K + 2].copy_(lam_i[0:2] if K >= 2 else lam_i[0:2].clone())  # K=1 overlaps
-        s_lo, s_hi = offsets[c0], offsets[c0 + k_len]
+        s_lo = offsets[c0]
         flat, k_of, cur = block_spikes(c0)
         denom = (cur - THETA).clamp_(min=hp.min_slope)  # the guarded (I - theta)
         coef_v = cur / denom  # multiplies lambda_V (= lambda_u after the reset)
@@ -190,6 +213,14 @@ def grid_backward(net: Net, blocks: EventBlocks, fw: Forward,
         const = direct.pop(c0).mul_(coef_g)  # the loss's jump term
         if reg is not None:
             const += s * reg.take(flat % N)
+        if net.fused:
+            edges = np.asarray(offsets[c0:c0 + k_len + 1], dtype=np.int64) - s_lo
+            kernels.backward_block(
+                lam_u.numpy(), lam_i.numpy(), k_len, edges, flat.numpy(), const.numpy(),
+                coef_v.numpy(), coef_g.numpy(), w_rec_np, w_rec is not None,
+                *(kernels.as_scalar(c, np_dt) for c in (alpha, 1.0 - beta, clip)))
+            gradient_sums(blocks, c0, k_len, lam_i, flat, k_of, g_in, g_rec)
+            continue
         sizes = [offsets[c0 + k + 1] - offsets[c0 + k] for k in range(k_len)]
         b_of, n_of = flat // N, flat % N
         per_step = zip(flat.split(sizes), b_of.split(sizes), n_of.split(sizes),
@@ -213,13 +244,22 @@ def grid_backward(net: Net, blocks: EventBlocks, fw: Forward,
                     val.clamp_(-clip, clip)
                 lam_u_flat.put_(f, val)
             torch.lerp(lam_rows[k + 1], lam_u, 1.0 - beta, out=lam_rows[k])
-        x_t = blocks.block_t(c0, k_len)
-        if x_t is not None:
-            g_in += x_t @ lam_i[:k_len].view(k_len * B, N)
-        if g_rec is not None and s_hi > s_lo:
-            z_t = spike_matrix_t(k_of * B + flat // N, flat % N, k_len * B, N, dt)
-            g_rec += z_t @ lam_i[1:k_len + 1].view(k_len * B, N)
+        gradient_sums(blocks, c0, k_len, lam_i, flat, k_of, g_in, g_rec)
     grads = {"w_in": g_in, "w_out": g_out}
     if g_rec is not None:
         grads["w_rec"] = g_rec
     return grads
+
+
+def gradient_sums(blocks: EventBlocks, c0: int, k_len: int, lam_i: torch.Tensor,
+                  flat: torch.Tensor, k_of: torch.Tensor, g_in: torch.Tensor,
+                  g_rec: torch.Tensor | None) -> None:
+    """Adds block c0's terms of dL/dW_in (x[t] lambda_I[t]) and dL/dW_rec (z[t] lambda_I[t+1])
+    as sparse products; lam_i's slot k holds step c0 + k."""
+    _, B, N = lam_i.shape
+    x_t = blocks.block_t(c0, k_len)
+    if x_t is not None:
+        g_in += x_t @ lam_i[:k_len].view(k_len * B, N)
+    if g_rec is not None and flat.numel():
+        z_t = spike_matrix_t(k_of * B + flat // N, flat % N, k_len * B, N, lam_i.dtype)
+        g_rec += z_t @ lam_i[1:k_len + 1].view(k_len * B, N)

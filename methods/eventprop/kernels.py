@@ -1,0 +1,100 @@
+"""Fused CPU kernels (numba) for the per-step loops of grid mode: one call runs a whole block
+of steps, so the cost per step is the arithmetic on B x N numbers instead of a dozen small
+torch calls. They compute what :mod:`methods.eventprop.grid`'s torch loops compute (the forward
+step of :func:`methods.lif_torch.lif_step`, the backward recursion of grid.py's docstring), in
+the same float type, equal to rounding (tests/test_eventprop.py checks spikes, outputs and
+gradients against the torch loops). Without numba, or off the CPU, grid.py uses its torch loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    from numba import njit
+    AVAILABLE = True
+except ImportError:  # the torch loops serve
+    AVAILABLE = False
+
+    def njit(*args, **kwargs):
+        return lambda f: f
+
+
+@njit(cache=True, nogil=True)
+def forward_block(d, v, i_prev, z_prev, w_rec, has_rec, w_mem, beta, theta, z, zf, counts,
+                  step_counts, pos):  # pragma: no cover
+    """Steps a block in place: d (k, B, N) holds the input drive and receives I; v (B, N) the
+    membrane; i_prev, z_prev (B, N) the step before the block; z (k, B, N) bool and zf (same,
+    0/1 floats) receive the spikes, counts (B, N) adds them up, step_counts (k,) counts them
+    per step and pos receives their flat indices (k * B + b) * N + n in that order; returns
+    how many. w_mem = 1 - alpha; the recurrent input adds the rows of W_rec of the neurons that
+    fired at the step before."""
+    k_len, B, N = d.shape
+    n_pos = 0
+    for k in range(k_len):
+        n_step = 0
+        for b in range(B):
+            row = d[k, b]
+            ip = i_prev[b] if k == 0 else d[k - 1, b]
+            zp = z_prev[b] if k == 0 else z[k - 1, b]
+            for n in range(N):
+                row[n] = row[n] + beta * ip[n]
+            if has_rec:
+                for m in range(N):
+                    if zp[m]:
+                        wm = w_rec[m]
+                        for n in range(N):
+                            row[n] += wm[n]
+            vb, zb, zfb = v[b], z[k, b], zf[k, b]
+            for n in range(N):
+                u = vb[n] + w_mem * (row[n] - vb[n])
+                fired = u > theta
+                zb[n] = fired
+                if fired:
+                    vb[n] = 0.0
+                    zfb[n] = 1.0
+                    counts[b, n] += 1.0
+                    pos[n_pos] = (k * B + b) * N + n
+                    n_pos += 1
+                    n_step += 1
+                else:
+                    vb[n] = u
+                    zfb[n] = 0.0
+        step_counts[k] = n_step
+    return n_pos
+
+
+@njit(cache=True, nogil=True)
+def backward_block(lam_u, lam_i, k_len, edges, flat, const, coef_v, coef_g, w_rec, has_rec,
+                   alpha, w_syn, clip):  # pragma: no cover
+    """The adjoint over a block, backward in place: lam_u (B, N) (scaled as in grid.py),
+    lam_i (K + 2, B, N) with slot k = step c0 + k; the spikes of step k are
+    flat[edges[k]:edges[k + 1]] (b * N + n) with their jump coefficients. w_syn = 1 - beta."""
+    B, N = lam_u.shape
+    for k in range(k_len - 1, -1, -1):
+        for b in range(B):
+            for n in range(N):
+                lam_u[b, n] *= alpha
+        for j in range(edges[k], edges[k + 1]):
+            f = flat[j]
+            b, n = f // N, f % N
+            val = const[j] + lam_u[b, n] * coef_v[j]
+            if has_rec:
+                acc = 0.0
+                wn, hi, lo = w_rec[n], lam_i[k + 2, b], lam_i[k + 1, b]
+                for m in range(N):
+                    acc += wn[m] * (hi[m] - lo[m])
+                val += acc * coef_g[j]
+            if clip > 0:
+                val = min(max(val, -clip), clip)
+            lam_u[b, n] = val
+        for b in range(B):
+            nxt, cur, lu = lam_i[k + 1, b], lam_i[k, b], lam_u[b]
+            for n in range(N):
+                cur[n] = nxt[n] + w_syn * (lu[n] - nxt[n])
+    return 0
+
+
+def as_scalar(value: float, dtype: np.dtype):
+    """A Python float in the arrays' float type, so the kernel's arithmetic stays in it."""
+    return dtype.type(value)
