@@ -75,11 +75,14 @@ def output_step(v_o: torch.Tensor, i_o: torch.Tensor, z: torch.Tensor, w_out: to
 def _add_spike_rows(i: torch.Tensor, z: torch.Tensor, w_rec: torch.Tensor,
                     inplace: bool) -> torch.Tensor:
     """i + z W_rec for a boolean spike mask z: the rows of W_rec of the neurons that fired,
-    added per sample (nothing when none fired); one dense product when many fired."""
-    b, m = z.nonzero(as_tuple=True)
-    if b.numel() == 0:
-        return i
-    if b.numel() > z.numel() // 16:
+    added per sample (nothing when none fired); one dense product when many fired, or off
+    the CPU (finding the rows would cost a host sync per step there)."""
+    b = m = None
+    if z.device.type == "cpu":
+        b, m = z.nonzero(as_tuple=True)
+        if b.numel() == 0:
+            return i
+    if b is None or b.numel() > z.numel() // 16:
         zf = z.to(i.dtype)
         return i.addmm_(zf, w_rec) if inplace else torch.addmm(i, zf, w_rec)
     return i.index_put_((b,), w_rec[m], accumulate=True) if inplace else \

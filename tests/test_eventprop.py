@@ -494,6 +494,23 @@ def test_predict_and_inference_stats():
     assert np.all(stats.active_fraction <= 1.0)
 
 
+def test_train_step_reports_hidden_spikes():
+    """The runner stops a run whose hidden layer is silent for a whole epoch: train_step
+    reports the batch's hidden spikes (zero for a silenced layer)."""
+    method = _method(TINY_SPEC)
+    with torch.no_grad():
+        method.params["w_in"] *= DRIVE
+    batch = _batch(12)
+    net = method.net()
+    expected = float(ep.forward(net, net.blocks(batch), store=False).counts.sum())
+    out = method.train_step(batch)
+    assert out["hidden_spikes"] == expected > 0
+    assert out["spikes_per_neuron"] == pytest.approx(expected / (8 * 16))
+    with torch.no_grad():
+        method.params["w_in"].fill_(-1.0)
+    assert method.train_step(_batch(13))["hidden_spikes"] == 0.0
+
+
 def test_diverged_loss_raises():
     from methods.api import DivergedError
 

@@ -81,8 +81,9 @@ class EventProp(Method):
                 param.grad = grads[key]
         self.optimizer.step()
         self.epoch_counts += fw.counts.sum(0, dtype=torch.float64)
-        spikes = float(fw.counts.sum()) / (batch.size * self.hp.hidden)
-        return {"loss": loss, "correct": correct, "spikes_per_neuron": spikes}
+        total = float(fw.counts.sum())
+        return {"loss": loss, "correct": correct, "hidden_spikes": total,
+                "spikes_per_neuron": total / (batch.size * self.hp.hidden)}
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> np.ndarray:

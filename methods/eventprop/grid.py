@@ -260,6 +260,13 @@ def gradient_sums(blocks: EventBlocks, c0: int, k_len: int, lam_i: torch.Tensor,
     x_t = blocks.block_t(c0, k_len)
     if x_t is not None:
         g_in += x_t @ lam_i[:k_len].view(k_len * B, N)
-    if g_rec is not None and flat.numel():
+    if g_rec is None or not flat.numel():
+        return
+    lam_next = lam_i[1:k_len + 1].view(k_len * B, N)
+    if flat.numel() * 32 > k_len * B * N:  # dense enough that one BLAS product is faster
+        z = torch.zeros(k_len * B * N, dtype=lam_i.dtype, device=lam_i.device)
+        z[k_of * (B * N) + flat] = 1.0
+        g_rec.addmm_(z.view(k_len * B, N).t(), lam_next)
+    else:
         z_t = spike_matrix_t(k_of * B + flat // N, flat % N, k_len * B, N, lam_i.dtype)
-        g_rec += z_t @ lam_i[1:k_len + 1].view(k_len * B, N)
+        g_rec += z_t @ lam_next

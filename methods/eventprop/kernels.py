@@ -64,6 +64,16 @@ def forward_block(d, v, i_prev, z_prev, w_rec, has_rec, w_mem, beta, theta, z, z
     return n_pos
 
 
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _shift_term(w_row, hi, lo):  # pragma: no cover
+    """Sum_m W_rec[n,m] (lambda_I[t+2] - lambda_I[t+1])[b,m], summed in SIMD order (a
+    reassociated sum: equal to rounding)."""
+    acc = w_row.dtype.type(0.0)
+    for m in range(w_row.shape[0]):
+        acc += w_row[m] * (hi[m] - lo[m])
+    return acc
+
+
 @njit(cache=True, nogil=True)
 def backward_block(lam_u, lam_i, k_len, edges, flat, const, coef_v, coef_g, w_rec, has_rec,
                    alpha, w_syn, clip):  # pragma: no cover
@@ -80,11 +90,7 @@ def backward_block(lam_u, lam_i, k_len, edges, flat, const, coef_v, coef_g, w_re
             b, n = f // N, f % N
             val = const[j] + lam_u[b, n] * coef_v[j]
             if has_rec:
-                acc = 0.0
-                wn, hi, lo = w_rec[n], lam_i[k + 2, b], lam_i[k + 1, b]
-                for m in range(N):
-                    acc += wn[m] * (hi[m] - lo[m])
-                val += acc * coef_g[j]
+                val += _shift_term(w_rec[n], lam_i[k + 2, b], lam_i[k + 1, b]) * coef_g[j]
             if clip > 0:
                 val = min(max(val, -clip), clip)
             lam_u[b, n] = val
