@@ -263,7 +263,7 @@ def gradient_sums(blocks: EventBlocks, c0: int, k_len: int, lam_i: torch.Tensor,
     if g_rec is None or not flat.numel():
         return
     lam_next = lam_i[1:k_len + 1].view(k_len * B, N)
-    if flat.numel() * 32 > k_len * B * N:  # dense enough that one BLAS product is faster
+    if flat.numel() * 10 > k_len * B * N:  # dense enough that one BLAS product is faster
         z = torch.zeros(k_len * B * N, dtype=lam_i.dtype, device=lam_i.device)
         z[k_of * (B * N) + flat] = 1.0
         g_rec.addmm_(z.view(k_len * B, N).t(), lam_next)
