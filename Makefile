@@ -11,7 +11,7 @@ TONIC := tonic==1.7.0 importRosbag==1.0.4
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[norse,jax,tune,cluster,tensorboard,mlflow,test]'
+	$(PY) -m pip install --quiet -e '.[norse,jax,tune,cluster,tensorboard,mlflow,fast,test]'
 	$(PY) -m pip install --quiet --no-deps $(NORSE) $(TONIC)
 	touch $@
 

@@ -174,6 +174,7 @@ def test_learning_rate_comes_from_the_dataset_budget_unless_set(tiny_data, tmp_p
 
     assert recommended_lr("synthetic") == 1e-2 and recommended_lr("shd") == 1e-3
     assert lr_from_dataset_budget(NetworkHparams)
+    assert lr_from_dataset_budget(registry.load_method("eventprop").Hparams)
     assert not lr_from_dataset_budget(registry.load_method("rstdp").Hparams)
 
 

@@ -14,7 +14,8 @@ from methods.api import InputError, NetworkHparams, validate_network
 class EventPropHparams(NetworkHparams):
     """Defaults: the shared network's (mlGeNN's SHD values) plus EventProp's own knobs."""
 
-    lr: float = field(default=1e-3, metadata={"search": {"low": 1e-4, "high": 5e-3, "log": True}})
+    lr: float = field(default=1e-3, metadata={"search": {"low": 1e-4, "high": 2e-2, "log": True},
+                                              "from_dataset_budget": True})
     timing: Literal["grid", "exact"] = "grid"
     # target spikes per hidden neuron per 1000 ms of input
     reg_nu: float = field(default=14.0, metadata={"search": {"low": 5.0, "high": 30.0, "on": False}})
