@@ -1,4 +1,4 @@
-"""``python -m bench data fetch {shd,ssc}`` and ``python -m bench data info PATH_OR_NAME``.
+"""``python -m bench data {fetch,info,convert,make,cochlea-check}``.
 
 The bench CLI calls :func:`add_arguments` on its ``data`` sub-parser and then :func:`main`;
 InputError is reported there as one line.
@@ -10,7 +10,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="data_command", metavar="{fetch,info,import}", required=True)
+    sub = parser.add_subparsers(dest="data_command",
+                                metavar="{fetch,info,import,convert,make,cochlea-check}",
+                                required=True)
     fetch = sub.add_parser("fetch", help="download, verify and unpack SHD or SSC",
                            description="Download SHD or SSC from the Zenke lab, check the md5 "
                            "sums and unpack into the data directory.")
@@ -27,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .writer_import import add_import_parser
 
     add_import_parser(sub)
+    from .speech.commands import add_speech_commands
+
+    add_speech_commands(sub)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -53,4 +58,6 @@ def main(args: argparse.Namespace) -> int:
         from .writer_import import main_import
 
         return main_import(args)
-    raise SystemExit(f"unknown data command {args.data_command!r}")
+    from .speech.commands import run_speech_command
+
+    return run_speech_command(args)
