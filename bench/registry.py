@@ -35,6 +35,7 @@ METHODS: dict[str, str] = {
     "eprop": "methods.eprop:Eprop",
     "rstdp": "methods.rstdp:RStdp",
     "ann-conversion": "methods.ann_conversion:AnnConversion",
+    "gru": "methods.gru:Gru",
 }
 
 # Methods whose trained network is the shared LIF network of methods/lif.py (exportable to NIR).

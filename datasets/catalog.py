@@ -37,6 +37,10 @@ CATALOG: dict[str, NamedDataset] = {
                      ("train", "test"), 20, REFERENCE_EPOCHS, REFERENCE_LR),
         NamedDataset("ssc", "Spiking Speech Commands (700 channels, 35 classes); `bench data fetch ssc`",
                      ("train", "valid", "test"), 35, REFERENCE_EPOCHS, REFERENCE_LR),
+        NamedDataset("spoken-digits", "English+German digits from espeak-ng voices through the SHD "
+                     "cochlea (700 channels, 20 classes, held-out voices); `bench data make "
+                     "spoken-digits`", ("train", "test"), 20, recommended_epochs=30,
+                     recommended_lr=REFERENCE_LR, generated=True),
     )
 }
 

@@ -1,4 +1,4 @@
-"""``python -m bench data {fetch,info,convert,make,cochlea-check}``.
+"""``python -m bench data {fetch,info,import,convert,make,cochlea-check}``.
 
 The bench CLI calls :func:`add_arguments` on its ``data`` sub-parser and then :func:`main`;
 InputError is reported there as one line.

@@ -90,6 +90,10 @@ def dataset_files(name: str, directory: Path) -> tuple[str, dict[str, Path]]:
         return "synthetic", ensure_synthetic(directory)
     if name in OFFICIAL:
         return name, official_files(name, directory)
+    if name == "spoken-digits":  # made on this machine by `bench data make spoken-digits`
+        from .speech.digits import digits_files
+
+        return name, digits_files(directory)
     found = path_files(name)
     if found is None:
         raise unknown_name(name)
