@@ -10,6 +10,7 @@ from .types import InputError
 
 from .h5 import RawSplit, read_split, resolve_n_in
 from .paths import SPLITS, dataset_files
+from .speech.meta import held_out_lines
 
 
 def _files(path_or_name: str, data_dir: str | Path | None) -> tuple[str, dict[str, Path]]:
@@ -96,6 +97,7 @@ def format_info(info: dict) -> str:
         lines.append("valid: none in the files; runs hold out a frozen stratified part of train")
     for split, s in info["splits"].items():
         lines.append(f"{split} file: {s['file']}")
+    lines += held_out_lines(info)  # files written by `bench data convert`
     return "\n".join(lines)
 
 
