@@ -133,6 +133,11 @@ def test_same_seed_same_spikes_other_seed_other_spikes():
     assert np.all(np.diff(a[0]) >= 0) and a[0].max() < 0.08
 
 
-def test_release_runs_at_half_the_audio_rate():
+def test_release_runs_at_half_the_audio_rate_on_a_fast_length():
     prob, fs = release(tone(500.0, 0.05), RATE, channels=10)
-    assert fs == RATE // 2 and prob.shape == (10, int(0.05 * RATE) // 2 + 1)
+    n = membrane.fast_length(int(0.05 * RATE))
+    assert fs == RATE // 2 and prob.shape == (10, n // 2 + 1)
+    for size in (801, 8001, 12345, 22051):
+        cut = membrane.fast_length(size)
+        assert size - size // 200 <= cut <= size
+        assert cut == size or membrane._smooth(cut // 2 + 1)
