@@ -43,7 +43,9 @@ def add_speech_commands(sub) -> None:
         "ratio of spike totals.")
     check.add_argument("--clips", type=int, default=3, help="number of clips (default 3)")
     check.add_argument("--seconds", type=float, default=0.4, help="clip length (default 0.4)")
-    check.add_argument("--seeds", type=int, default=3, help="seeds per clip (default 3)")
+    check.add_argument("--seeds", type=int, default=3, help="lauscher seeds per clip (default 3)")
+    check.add_argument("--our-seeds", type=int, default=20,
+                       help="seeds per clip of the suite's chain (default 20)")
     check.add_argument("--rate", type=int, default=DEFAULT_RATE, help="audio rate")
 
 
