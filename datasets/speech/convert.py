@@ -100,7 +100,7 @@ def _run(todo: list[tuple[Clip, Path, int]], rate: int, channels: int, jobs: int
 
 
 def _write_split(path: Path, clips: list[Clip], parts: list[Path], class_names: list[str],
-                 speakers: list[str], meta: dict) -> Path:
+                 speakers: list[str], meta: dict, channels: int) -> Path:
     import h5py
 
     from ..h5 import write_h5
@@ -113,7 +113,7 @@ def _write_split(path: Path, clips: list[Clip], parts: list[Path], class_names: 
     labels = [class_names.index(c.label) for c in clips]
     speaker_ids = [speakers.index(c.speaker) for c in clips]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.h5")
-    write_h5(tmp, times, units, labels, speakers=speaker_ids, keys=class_names)
+    write_h5(tmp, times, units, labels, speakers=speaker_ids, keys=class_names, n_in=channels)
     with h5py.File(tmp, "a") as f:
         group = f["extra"].create_group("meta_info")
         for name, value in meta.items():
@@ -163,6 +163,6 @@ def convert_collection(audio: str | Path, prefix: str | Path, *, rate: int = DEF
         if index:
             written[split] = _write_split(prefix.parent / f"{prefix.name}_{split}.h5",
                                           [clips[i] for i in index], [parts[i] for i in index],
-                                          names, speakers, meta)
+                                          names, speakers, meta, channels)
     shutil.rmtree(parts_dir, ignore_errors=True)
     return written
