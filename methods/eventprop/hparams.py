@@ -20,7 +20,7 @@ class EventPropHparams(NetworkHparams):
     # target spikes per hidden neuron per 1000 ms of input
     reg_nu: float = field(default=14.0, metadata={"search": {"low": 5.0, "high": 30.0, "on": False}})
     # spike-count pseudo-loss, in units of the loss signal (methods.eventprop.common)
-    reg_strength: float = field(default=0.01, metadata={"search": {"factor": 10.0, "log": True}})
+    reg_strength: float = field(default=0.001, metadata={"search": {"factor": 10.0, "log": True}})
     silent_boost: float = 0.002  # added to the input weights of neurons silent for an epoch
     min_slope: float = 0.02  # lower bound on (I - theta), the jump's denominator
     lambda_clip: float = 100.0  # |lambda_u| bound after a jump, in units of the drive scale; 0 = off
