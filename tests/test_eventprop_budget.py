@@ -3,8 +3,18 @@ initialisation, and the silent-neuron remedy reviving a layer that starts silent
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+import torch
+
+from bench import cli, records
+from datasets.h5 import write_h5
+from methods import lif
+from methods.api import make_hparams
+from methods.eventprop import EventProp, adapter
 from methods.eventprop.balance import HIDDEN_WEIGHTS, READOUTS, format_table, reg_ratios
 from methods.eventprop.hparams import EventPropHparams
+from tiny import TINY_SPEC, tiny_batch
 
 
 def test_default_regulariser_does_not_dominate_the_loss_gradient():
@@ -17,3 +27,86 @@ def test_default_regulariser_does_not_dominate_the_loss_gradient():
         assert set(row) == set(HIDDEN_WEIGHTS)
         for key, ratio in row.items():
             assert 0.0 < ratio < 1.0, (readout, key, ratio)
+
+
+# -- silent-neuron remedy ---------------------------------------------------------------------
+
+TINY_RUN = ["--set", "hidden=8", "--set", "steps=50", "--set", "batch_size=16", "--no-progress",
+            "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """Three classes that fire on different channel bands, 50 ms long."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 48), ("test", 24)):
+        labels = np.arange(n) % 3
+        times, units = [], []
+        for label in labels:
+            units.append(rng.integers(label * 200, label * 200 + 100, 600))
+            times.append(np.sort(rng.uniform(0, 0.05, 600)))
+        write_h5(root / f"tiny_{split}.h5", times, units, labels, n_in=700)
+    return root
+
+
+@pytest.fixture
+def silent_start(monkeypatch):
+    """EventProp's initial input weights scaled down so far that no hidden neuron fires."""
+    original = lif.init_weights
+
+    def scaled(*args, **kwargs):
+        weights = original(*args, **kwargs)
+        weights["w_in"] = weights["w_in"] * np.float32(1e-3)
+        return weights
+
+    monkeypatch.setattr(adapter.lif, "init_weights", scaled)
+
+
+def _run(data, out, *extra) -> tuple[int, dict]:
+    code = cli.main(["run", "--method", "eventprop", "--dataset", str(data), "--epochs", "3",
+                     "--out", str(out), *TINY_RUN, *extra])
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 1, files
+    return code, records.read(files[0])
+
+
+def test_remedy_revives_a_layer_that_starts_silent(tiny_data, tmp_path, silent_start):
+    code, record = _run(tiny_data, tmp_path / "runs")
+    curve = record["curve"]
+    assert code == 0 and record["status"] == "ok", record["error"]
+    assert len(curve) == 3
+    assert curve[0]["hidden_spikes_per_sample"] == 0  # silent from the start
+    assert all(row["hidden_spikes_per_sample"] > 0 for row in curve[1:])  # revived
+    assert record["extra"]["silent_boosts_total"] >= 8  # all 8 hidden neurons lifted
+
+
+def test_a_layer_that_stays_silent_is_stopped_as_diverged(tiny_data, tmp_path, silent_start):
+    code, record = _run(tiny_data, tmp_path / "runs", "--set", "revive_drive=0")
+    assert code == 3 and record["status"] == "diverged"
+    assert "hidden layer silent for the whole of epoch 2" in record["error"]
+
+
+def test_remedy_lifts_mean_current_to_the_revive_drive():
+    """After end_epoch, each silent neuron's mean input per active (sample, step) is at least
+    (1 - beta) revive_drive theta; neurons that fired are untouched."""
+    method = EventProp()
+    values = {"hidden": 16, "steps": TINY_SPEC.n_steps, "dt_ms": TINY_SPEC.dt_ms, "batch_size": 8}
+    method.setup(TINY_SPEC, make_hparams(EventProp.Hparams, values), 0, "cpu")
+    with torch.no_grad():
+        method.params["w_in"] *= 4.0
+        method.params["w_in"][:, :3] = -1.0  # neurons 0-2 cannot spike
+    for seed in range(2):
+        method.train_step(tiny_batch(10 + seed, batch_size=8, rate=0.3, fmt="events"))
+    rate = torch.from_numpy(method.input_counts / method.input_steps)
+    before = method.params["w_in"].detach().clone()
+    silent = method.epoch_counts == 0
+    assert bool(silent[:3].all()) and not bool(silent.all())
+    method.end_epoch(0)
+    after = method.params["w_in"].detach().double()
+    beta = lif.Decays.from_hparams(method.hp).beta
+    drive = rate @ after[:, silent]
+    need = (1.0 - beta) * method.hp.revive_drive * lif.THETA
+    assert bool((drive >= need - 1e-6).all())
+    assert float(drive[:3].min()) == pytest.approx(need, rel=1e-5)  # far below: lifted to it
+    assert torch.equal(after[:, ~silent].float(), before[:, ~silent])

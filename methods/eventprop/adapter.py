@@ -1,6 +1,16 @@
 """The EventProp adapter: the Method contract around the grid and exact passes, Adam on the
-weights' ``.grad``, and the silent-neuron remedy (neurons without a spike in a whole epoch get
-``silent_boost`` added to their input weights in ``end_epoch``)."""
+weights' ``.grad``, and the silent-neuron remedy.
+
+Silent-neuron remedy (``end_epoch``): EventProp cannot make a silent neuron spike (no spike, no
+gradient). A neuron without a spike in the whole epoch gets delta_n added to all its input weights,
+
+    delta_n = max(silent_boost, ((1 - beta) revive_drive theta - Sum_i r_i W_in[i,n]) / Sum_i r_i)
+
+with r_i the epoch's mean input events of channel i per (sample, step) that has any input. The
+steady synaptic current of a constant drive d per step is d / (1 - beta), so after the rise the
+neuron's mean current while its input is active is at least ``revive_drive`` thresholds: it fires
+again in the next epoch however far below threshold it had fallen (a fixed rise, mlGeNN's 0.002,
+is too small to revive a layer that has fallen far)."""
 
 from __future__ import annotations
 
@@ -69,6 +79,8 @@ class EventProp(Method):
             for key, w in weights.items()}
         self.optimizer = torch.optim.Adam(list(self.params.values()), lr=hparams.lr)
         self.epoch_counts = torch.zeros(hparams.hidden, device=self.device, dtype=torch.float64)
+        self.input_counts = np.zeros(spec.n_in)  # input events per channel this epoch
+        self.input_steps = 0  # (sample, step) pairs with any input this epoch
         self._tables: dict[int, Tables] = {}
         self._stats: InferenceStats | None = None
         self._silent_last = 0
@@ -81,6 +93,7 @@ class EventProp(Method):
                 param.grad = grads[key]
         self.optimizer.step()
         self.epoch_counts += fw.counts.sum(0, dtype=torch.float64)
+        self._count_input(batch)
         total = float(fw.counts.sum())
         return {"loss": loss, "correct": correct, "hidden_spikes": total,
                 "spikes_per_neuron": total / (batch.size * self.hp.hidden)}
@@ -102,16 +115,39 @@ class EventProp(Method):
     def inference_stats(self) -> InferenceStats | None:
         return self._stats
 
+    def _count_input(self, batch: Batch) -> None:
+        ev = batch.events
+        if ev is None or not len(ev.unit):
+            return
+        self.input_counts += np.bincount(ev.unit, weights=ev.count, minlength=self.spec.n_in)
+        self.input_steps += int(np.unique(ev.sample * batch.n_steps + ev.step).size)
+
+    def revive_rise(self, silent: torch.Tensor) -> torch.Tensor:
+        """delta_n of the remedy (module docstring) for the silent neurons, in their order."""
+        rise = torch.full((int(silent.sum()),), self.hp.silent_boost, dtype=torch.float64)
+        if self.hp.revive_drive <= 0 or self.input_steps == 0:
+            return rise
+        rate = torch.from_numpy(self.input_counts / self.input_steps)
+        total = float(rate.sum())
+        if total <= 0:
+            return rise
+        drive = rate @ self.params["w_in"].detach().cpu().double()[:, silent.cpu()]
+        need = (1.0 - lif.Decays.from_hparams(self.hp).beta) * self.hp.revive_drive * lif.THETA
+        return torch.maximum(rise, (need - drive) / total)
+
     @torch.no_grad()
     def end_epoch(self, epoch: int) -> None:
-        """Silent-neuron remedy: EventProp cannot make a silent neuron spike (no spike, no
-        gradient), so neurons without a spike in the whole epoch get their input weights raised."""
+        """Silent-neuron remedy (module docstring)."""
         silent = self.epoch_counts == 0
         self._silent_last = int(silent.sum())
-        if self._silent_last and self.hp.silent_boost > 0 and self.hp.trains("w_in"):
-            self.params["w_in"][:, silent] += self.hp.silent_boost
+        if self._silent_last and self.hp.trains("w_in") and (self.hp.silent_boost > 0
+                                                             or self.hp.revive_drive > 0):
+            rise = self.revive_rise(silent).to(self.device, self.dtype)
+            self.params["w_in"][:, silent] += rise
             self._boosted_total += self._silent_last
         self.epoch_counts.zero_()
+        self.input_counts[:] = 0.0
+        self.input_steps = 0
 
     def extra_metrics(self) -> dict[str, float]:
         return {"silent_neurons_last_epoch": float(self._silent_last),
@@ -124,6 +160,8 @@ class EventProp(Method):
         return {"weights": {k: p.detach().cpu().clone() for k, p in self.params.items()},
                 "optimizer": self.optimizer.state_dict(),
                 "epoch_counts": self.epoch_counts.cpu().clone(),
+                "input_counts": torch.from_numpy(self.input_counts.copy()),
+                "input_steps": self.input_steps,
                 "silent": (self._silent_last, self._boosted_total)}
 
     @torch.no_grad()
@@ -132,6 +170,8 @@ class EventProp(Method):
             param.copy_(state["weights"][key].to(self.device, self.dtype))
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch_counts.copy_(state["epoch_counts"].to(self.device))
+        self.input_counts[:] = np.asarray(state["input_counts"], dtype=np.float64)
+        self.input_steps = int(state["input_steps"])
         self._silent_last, self._boosted_total = state["silent"]
 
     def net(self) -> Net:

@@ -21,7 +21,10 @@ class EventPropHparams(NetworkHparams):
     reg_nu: float = field(default=14.0, metadata={"search": {"low": 5.0, "high": 30.0, "on": False}})
     # spike-count pseudo-loss, in units of the loss signal (methods.eventprop.common)
     reg_strength: float = field(default=0.001, metadata={"search": {"factor": 10.0, "log": True}})
-    silent_boost: float = 0.002  # added to the input weights of neurons silent for an epoch
+    silent_boost: float = 0.002  # least rise of the input weights of a neuron silent for an epoch
+    # the rise brings a silent neuron's mean synaptic current during input activity to this many
+    # thresholds (methods.eventprop.adapter); 0 = the fixed silent_boost only
+    revive_drive: float = 1.5
     min_slope: float = 0.02  # lower bound on (I - theta), the jump's denominator
     lambda_clip: float = 100.0  # |lambda_u| bound after a jump, in units of the drive scale; 0 = off
     chunk_steps: int = 128  # steps per block of input drive / buffers (memory ~ chunk, not T)
@@ -41,7 +44,7 @@ class EventPropHparams(NetworkHparams):
                                  "propagator and the spike jump divide by their difference")
         if not self.min_slope > 0:
             raise InputError(f"min_slope must be positive, got {self.min_slope}")
-        for key in ("reg_nu", "reg_strength", "silent_boost", "lambda_clip"):
+        for key in ("reg_nu", "reg_strength", "silent_boost", "revive_drive", "lambda_clip"):
             if getattr(self, key) < 0:
                 raise InputError(f"{key} must be non-negative, got {getattr(self, key)}")
         if self.chunk_steps < 1:
