@@ -21,6 +21,12 @@ and reg_n = reg_strength * S * (nbar_n - nu), S the mean over the batch's spikes
 |Sum_c W_out[n,c] (lambda_Io[t+1] - lambda_Io[t])_c| / ((1 - alpha) max(I_n[t] - 1, min_slope)).
 The cases are tiny random networks, recurrent and feed-forward, several samples, several block
 sizes, every readout, with spikes in every neuron of every sample.
+
+first_spike reads the traces as the membranes of threshold-1 output neurons up to their first
+spike: t_c = dt (k + (1 - V_o[k-1]) / (V_o[k] - V_o[k-1])) at the first step k with V_o[k] >= 1
+(V_o[-1] = 0), or T dt (2 - max_t V_o) for an output that never fires; the loss is the
+cross-entropy of softmax(-t / fs_tau) plus fs_early (exp(t_y / (T dt)) - 1), batch mean; dL/dV_o
+follows by the chain rule through t_c (:func:`first_spike_readout`).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from methods.api import Batch, DatasetSpec, make_hparams
 from methods.readouts import time_weights
 from tiny import dense_to_events
 
-LOSSES = ("sum", "sum_exp", "gauss_window", "max")
+LOSSES = ("sum", "sum_exp", "gauss_window", "max", "first_spike")
 N_IN, HIDDEN, N_OUT, STEPS, BATCH = 5, 6, 3, 30, 3
 
 
@@ -62,6 +68,9 @@ def oracle(w: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, hp) -> tuple[
         Vo = alpha_o * Vo + (1 - alpha_o) * Io
         currents[t], spikes[t], traces[t] = I, z, Vo
     # readout and dL/dV_o[t]
+    if hp.loss == "first_spike":
+        loss, dVo, _ = first_spike_readout(traces, y, hp)
+        return adjoint(w, x, hp, currents, spikes, dVo, loss)
     weights = time_weights(hp.loss, T, hp.gauss_mu, hp.gauss_sigma)
     if weights is None:
         arg = traces.argmax(axis=0)
@@ -81,6 +90,53 @@ def oracle(w: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, hp) -> tuple[
                 dVo[arg[b, c], b, c] = E[b, c]
     else:
         dVo = weights[:, None, None] / T * E[None]
+    return adjoint(w, x, hp, currents, spikes, dVo, loss)
+
+
+def first_spike_readout(traces: np.ndarray, y: np.ndarray, hp) -> tuple[float, np.ndarray, np.ndarray]:
+    """Loss, dL/dV_o (T, B, C) and which outputs fired, of the first-spike loss above."""
+    T, B, C = traces.shape
+    dt, window = hp.dt_ms, T * hp.dt_ms
+    times = np.zeros((B, C))
+    dtdv = []  # (b, c, step, dt_c / dV_o[step])
+    fired = np.zeros((B, C), dtype=bool)
+    for b in range(B):
+        for c in range(C):
+            trace = traces[:, b, c]
+            above = np.nonzero(trace >= 1.0)[0]
+            if above.size:
+                k = int(above[0])
+                v0 = trace[k - 1] if k > 0 else 0.0
+                v1 = trace[k]
+                times[b, c] = dt * (k + (1.0 - v0) / (v1 - v0))
+                dtdv.append((b, c, k, -dt * (1.0 - v0) / (v1 - v0) ** 2))
+                if k > 0:
+                    dtdv.append((b, c, k - 1, -dt * (v1 - 1.0) / (v1 - v0) ** 2))
+                fired[b, c] = True
+            else:
+                m = int(trace.argmax())
+                times[b, c] = window * (2.0 - trace[m])
+                dtdv.append((b, c, m, -window))
+    scores = -times / hp.fs_tau
+    p = np.exp(scores - scores.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    t_y = times[np.arange(B), y]
+    loss = -np.mean(np.log(p[np.arange(B), y])) + hp.fs_early * np.mean(np.exp(t_y / window) - 1)
+    onehot = np.eye(C)[y]
+    dL_dt = -(p - onehot) / (B * hp.fs_tau) + onehot * (hp.fs_early / B) * np.exp(t_y / window)[:, None] / window
+    dVo = np.zeros((T, B, C))
+    for b, c, step, d in dtdv:
+        dVo[step, b, c] += dL_dt[b, c] * d
+    return float(loss), dVo, fired
+
+
+def adjoint(w, x, hp, currents, spikes, dVo, loss):
+    """The output and hidden adjoints above from dL/dV_o: (loss, gradients, spikes)."""
+    alpha, beta = math.exp(-hp.dt_ms / hp.tau_mem), math.exp(-hp.dt_ms / hp.tau_syn)
+    alpha_o = math.exp(-hp.dt_ms / hp.tau_out)
+    T, B, C = dVo.shape
+    N = w["w_out"].shape[0]
+    w_rec = w.get("w_rec", np.zeros((N, N)))
     # output adjoint (linear, exact)
     lam_io = np.zeros((T + 2, B, C))
     lam_vo = np.zeros((B, C))
@@ -153,10 +209,13 @@ def package(w, x, y, loss: str, chunk: int, reg_strength: float, fused: bool):
 def test_grid_gradients_equal_the_oracle(loss, recurrent, fused):
     if fused:
         pytest.importorskip("numba")
+    times = []
     for seed, chunk, reg_strength in ((0, 1, 0.0), (1, 7, 0.0), (2, 64, 0.3)):
         w, x, y = case(seed, recurrent)
         hp, value, grads, fw = package(w, x, y, loss, chunk, reg_strength, fused)
         want_loss, want, spikes = oracle(w, x, y, hp)
+        if loss == "first_spike":
+            times.append(fw.first_times.numpy().ravel())
         assert spikes.sum(axis=0).min() >= 1, "every neuron of every sample should spike"
         ref, _ = lif.reference_forward({k: torch.from_numpy(v) for k, v in w.items()},
                                        torch.from_numpy(x), fw_decays(hp))
@@ -169,6 +228,9 @@ def test_grid_gradients_equal_the_oracle(loss, recurrent, fused):
             assert scale > 0
             err = np.abs(grads[key] - want[key]).max() / scale
             assert err <= 1e-6, f"{loss} seed {seed} chunk {chunk} {key}: {err:.2e}"
+    if loss == "first_spike":  # outputs that fire and outputs on the fallback
+        times = np.concatenate(times)
+        assert (times < STEPS).any() and (times > STEPS).any()
 
 
 def fw_decays(hp) -> lif.Decays:

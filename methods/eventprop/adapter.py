@@ -22,7 +22,7 @@ import torch
 
 from methods import lif
 from methods.api import Batch, DatasetSpec, DivergedError, InferenceStats, Method
-from methods.eventprop.common import Forward, Net, Tables
+from methods.eventprop.common import FIRST_SPIKE, Forward, Net, Tables, first_spike_error
 from methods.eventprop.events import EventBlocks
 from methods.eventprop.exact import exact_backward, exact_forward
 from methods.eventprop.grid import grid_backward, grid_forward
@@ -47,7 +47,12 @@ def loss_and_grads(net: Net, batch: Batch) -> tuple[float, dict[str, torch.Tenso
     loss_t = -logp.gather(1, labels[:, None]).mean()
     error = logp.exp()
     error[torch.arange(batch.size, device=net.device), labels] -= 1.0
-    error = (error / batch.size).to(net.dtype)
+    error = error / batch.size
+    if net.hp.loss == FIRST_SPIKE:
+        term, d_scores = first_spike_error(fw, labels, net.hp, batch.n_steps)
+        loss_t = loss_t + term
+        error += d_scores
+    error = error.to(net.dtype)
     correct_t = (fw.scores.argmax(dim=1) == labels).sum()
     loss, correct = float(loss_t), int(correct_t)
     check_loss(loss)

@@ -11,6 +11,22 @@ signal of the plain ``sum`` readout is ~1e-4 of ``sum_exp``'s on the default set
 strength that suits one swamps the other (Adam then follows the regulariser alone and silences
 the layer).
 
+First-spike loss (``loss=first_spike``): the outputs are LIF neurons with threshold theta whose
+membrane is V_o up to their first spike (which is all the loss reads, so no reset is modelled).
+Output c's first spike time is the first threshold crossing of its sampled trace, placed by linear
+interpolation between the samples (sample k at time (k + 1) dt, V_o = 0 at time 0):
+
+    t_c = dt (k + (theta - V_o[k-1]) / (V_o[k] - V_o[k-1])),  k the first step with V_o[k] >= theta
+    t_c = T dt (1 + (theta - max_t V_o[t]) / theta)            (fallback: output c never fires)
+
+The fallback continues the time past the window's end, falling as the output's peak nears
+threshold, so a silent output still gets a gradient towards firing. Scores s_c = -t_c / fs_tau;
+loss = cross-entropy of softmax(s) + fs_early (exp(t_y / (T dt)) - 1), the second term keeping the
+correct output early (Wunderlich & Pehle 2021's first-spike loss, with the window as time scale).
+Its derivative reaches V_o at two samples per output (k - 1 and k; at the peak for the fallback):
+``Forward.taps`` holds those steps and ds/dV_o at them, and the backward passes read the output's
+adjoint from them as the max readout does from its one sample.
+
 Guards: the jump divides by (I - theta), the membrane's slope at the crossing; it is floored at
 ``min_slope``, and lambda_u after a jump is clipped to +-lambda_clip * drive_scale / B.
 """
@@ -30,6 +46,7 @@ from methods.eventprop.hparams import EventPropHparams
 from methods.readouts import time_weights
 
 THETA = lif.THETA
+FIRST_SPIKE = "first_spike"
 
 
 @dataclass
@@ -57,7 +74,8 @@ def build_tables(hp: EventPropHparams, T: int, K: int, decays: lif.Decays,
         h[k] = v_o
         i_o *= beta
         v_o = ao * v_o + (1.0 - ao) * i_o
-    weights = time_weights(hp.loss, T, hp.gauss_mu, hp.gauss_sigma)
+    weights = (None if hp.loss == FIRST_SPIKE
+               else time_weights(hp.loss, T, hp.gauss_mu, hp.gauss_sigma))
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device, dtype=dtype)  # noqa
     w = q = dq = None
     w_list = None
@@ -90,6 +108,9 @@ class Forward:
     current: torch.Tensor | None = None  # (S,) I at the spike
     rate_A: torch.Tensor | None = None  # (B, N) Sum_spikes q(t) (weighted readouts)
     argmax: torch.Tensor | None = None  # (B, C) step of the maximum (max readout)
+    # max and first_spike: [(steps (B, C), ds/dV_o at them (B, C))], the samples the score reads
+    taps: list | None = None
+    first_times: torch.Tensor | None = None  # (B, C) first output spike times, ms (first_spike)
     traces: torch.Tensor | None = None  # (T, B, C) only when asked for (tests)
     rounds: list | None = None  # exact mode: per step, [(samples, neurons, times, I)]
 
@@ -191,15 +212,72 @@ def signal_sum(net: Net, direct: torch.Tensor, current: torch.Tensor) -> float:
 
 
 def direct_terms(net: Net, flat: torch.Tensor, steps: torch.Tensor, error: torch.Tensor,
-                  tab: Tables, p_flat: torch.Tensor | None, tstar: torch.Tensor | None,
+                  tab: Tables, p_flat: torch.Tensor | None, taps: list | None,
                   g_out: torch.Tensor | None = None) -> torch.Tensor:
-    """The cross-entropy's direct term in the jump of each given hidden spike (flat =
+    """The loss's direct term in the jump of each given hidden spike (flat =
     b * N + n, at ``steps``): Sum_c W_out[n,c] (lambda_Io[t+1] - lambda_Io[t])[b,c].
-    Weighted readouts use p_flat = (E W_out^T) flattened; max uses tstar and adds its
-    lambda_Io to g_out (when given)."""
+    Weighted readouts use p_flat = (E W_out^T) flattened; max and first_spike use their taps
+    (the samples the score reads, :class:`Forward`) and add their lambda_Io to g_out (when
+    given)."""
     if tab.w is not None:
         return tab.dq[steps] * p_flat.take(flat)
-    return max_readout_terms(net, flat, steps, tstar, error, tab, g_out)
+    out = None
+    for tap_steps, gain in taps:
+        term = max_readout_terms(net, flat, steps, tap_steps, error * gain, tab, g_out)
+        out = term if out is None else out + term
+    return out
+
+
+class FirstSpikeTracker:
+    """The first threshold crossing of each output trace, fed block by block: step k and the
+    samples V_o[k-1], V_o[k] (V_o[-1] = 0)."""
+
+    def __init__(self, B: int, C: int, device: torch.device, dtype: torch.dtype) -> None:
+        self.k = torch.full((B, C), -1, device=device, dtype=torch.int64)
+        self.v0 = torch.zeros(B, C, device=device, dtype=dtype)
+        self.v1 = torch.zeros(B, C, device=device, dtype=dtype)
+        self.prev = torch.zeros(B, C, device=device, dtype=dtype)
+
+    def update(self, vo_blk: torch.Tensor, t0: int) -> None:
+        """vo_blk: (k, B, C) samples of steps t0 .. t0 + k - 1."""
+        before = torch.cat([self.prev[None], vo_blk[:-1]])
+        cross = vo_blk >= THETA
+        first = cross.to(torch.int8).argmax(dim=0, keepdim=True)  # first True (0 if none)
+        new = (self.k < 0) & cross.any(dim=0)
+        self.k = torch.where(new, first[0] + t0, self.k)
+        self.v1 = torch.where(new, vo_blk.gather(0, first)[0], self.v1)
+        self.v0 = torch.where(new, before.gather(0, first)[0], self.v0)
+        self.prev = vo_blk[-1].clone()
+
+    def finish(self, fw: Forward, vmax: torch.Tensor, amax: torch.Tensor, hp: EventPropHparams,
+               T: int) -> None:
+        """Sets fw.first_times, fw.scores = -t / fs_tau and fw.taps (module docstring)."""
+        dt = hp.dt_ms
+        fired = self.k >= 0
+        rise = torch.where(fired, self.v1 - self.v0, 1.0)
+        frac = (THETA - self.v0) / rise
+        late = T * dt * (1.0 + (THETA - vmax) / THETA)
+        fw.first_times = torch.where(fired, dt * (self.k + frac), late)
+        fw.scores = -fw.first_times / hp.fs_tau
+        # ds/dV = -(dt/dV) / fs_tau at the crossing's two samples, or at the peak
+        at_k = torch.where(fired, dt * frac / rise, T * dt / THETA) / hp.fs_tau
+        at_before = torch.where(fired, dt * (1.0 - frac) / rise, 0.0) / hp.fs_tau
+        fw.taps = [(torch.where(fired, self.k, amax), at_k),
+                   (torch.where(fired, self.k - 1, -1), at_before)]
+
+
+def first_spike_error(fw: Forward, labels: torch.Tensor, hp: EventPropHparams,
+                      T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The early term fs_early (exp(t_y / (T dt)) - 1), batch mean, and its derivative with
+    respect to the scores (B, C) (only s_y: t_y = -fs_tau s_y)."""
+    B = labels.shape[0]
+    window = T * hp.dt_ms
+    rows = torch.arange(B, device=labels.device)
+    growth = torch.exp(fw.first_times[rows, labels].double() / window)
+    term = hp.fs_early * (growth - 1.0).mean()
+    d_scores = torch.zeros(fw.scores.shape, device=labels.device, dtype=torch.float64)
+    d_scores[rows, labels] = -hp.fs_early * growth * hp.fs_tau / (window * B)
+    return term, d_scores
 
 
 def max_readout_terms(net: Net, flat, steps, tstar, error, tab: Tables, g_out,

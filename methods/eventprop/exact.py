@@ -27,8 +27,8 @@ import math
 
 import torch
 
-from methods.eventprop.common import (THETA, Forward, Net, clip_bound, direct_terms,
-                                      reg_coefficient, signal_sum)
+from methods.eventprop.common import (FIRST_SPIKE, THETA, FirstSpikeTracker, Forward, Net,
+                                      clip_bound, direct_terms, reg_coefficient, signal_sum)
 from methods.eventprop.events import EventBlocks
 
 
@@ -128,6 +128,7 @@ def exact_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fal
     scores = torch.zeros(B, C, device=dev, dtype=dt)
     vmax = torch.full((B, C), -math.inf, device=dev, dtype=dt)
     amax = torch.zeros(B, C, device=dev, dtype=torch.int64)
+    first = FirstSpikeTracker(B, C, dev, dt) if hp.loss == FIRST_SPIKE else None
     trace_list, rounds_all = [], []
     for c0 in range(0, T, K):
         k_len = min(K, T - c0)
@@ -169,10 +170,15 @@ def exact_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fal
                 better = vo > vmax
                 vmax = torch.where(better, vo, vmax)
                 amax = torch.where(better, torch.full_like(amax, t), amax)
+                if first is not None:
+                    first.update(vo[None], t)
             if traces:
                 trace_list.append(vo.clone())
     fw = Forward(scores=scores if weighted else vmax, counts=counts, active=active)
-    fw.argmax = None if weighted else amax
+    if first is not None:
+        first.finish(fw, vmax, amax, hp, T)
+    elif not weighted:
+        fw.argmax, fw.taps = amax, [(amax, 1.0)]
     if traces:
         fw.traces = torch.stack(trace_list)
     if store:
@@ -214,7 +220,7 @@ def exact_backward(net: Net, blocks: EventBlocks, fw: Forward,
         if spikes:
             flat, steps, cur = (torch.cat(parts) for parts in zip(*spikes))
             p_flat = (error @ w_out.t()).reshape(-1) if tab.w is not None else None
-            direct = direct_terms(net, flat, steps, error, tab, p_flat, fw.argmax)
+            direct = direct_terms(net, flat, steps, error, tab, p_flat, fw.taps)
             signal = signal_sum(net, direct, cur) / flat.numel()
         reg = reg_coefficient(net, fw.counts, T, signal)
     lv = torch.zeros(B, N, device=dev, dtype=dt)
@@ -230,7 +236,8 @@ def exact_backward(net: Net, blocks: EventBlocks, fw: Forward,
             if tab.w is not None:
                 lvo.add_(error, alpha=tab.w_list[t])
             else:
-                lvo.add_(torch.where(fw.argmax == t, error, 0.0))
+                for steps, gain in fw.taps:
+                    lvo.add_(torch.where(steps == t, error * gain, 0.0))
             s_cur = torch.full((B,), c.dt, device=dev, dtype=dt)
             for rows, nn, s_spk, i_minus in reversed(fw.rounds[t]):
                 propagate_back(net, rows, s_cur[rows] - s_spk, lv, li, lvo, lio)

@@ -40,8 +40,9 @@ import math
 import numpy as np
 import torch
 
-from methods.eventprop.common import (THETA, Forward, Net, clip_bound, direct_terms, output_block,
-                                      reg_coefficient, signal_sum)
+from methods.eventprop.common import (FIRST_SPIKE, THETA, FirstSpikeTracker, Forward, Net,
+                                      clip_bound, direct_terms, output_block, reg_coefficient,
+                                      signal_sum)
 from methods.eventprop import kernels
 from methods.eventprop.events import EventBlocks, spike_matrix_t
 from methods.lif_torch import lif_step
@@ -72,6 +73,7 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
         vo = torch.zeros(B * C, device=dev, dtype=dt)
         vmax = torch.full((B, C), -math.inf, device=dev, dtype=dt)
         amax = torch.zeros(B, C, device=dev, dtype=torch.int64)
+    first = FirstSpikeTracker(B, C, dev, dt) if hp.loss == FIRST_SPIKE else None
     trace_blocks, flats, currents, step_counts = [], [], [], []
     fused = None
     if net.fused:
@@ -119,6 +121,8 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
             better = blk_max > vmax
             vmax = torch.where(better, blk_max, vmax)
             amax = torch.where(better, blk_arg + c0, amax)
+            if first is not None:
+                first.update(vo_blk, c0)
             if traces:
                 trace_blocks.append(vo_blk.clone())
         if store:
@@ -130,8 +134,10 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
     if weighted:
         fw.rate_A = rate_a.view(B, N)
         fw.scores = fw.rate_A @ w_out
+    elif first is not None:
+        first.finish(fw, vmax, amax, hp, T)
     else:
-        fw.scores, fw.argmax = vmax, amax
+        fw.scores, fw.argmax, fw.taps = vmax, amax, [(amax, 1.0)]
     if traces:
         fw.traces = torch.cat(trace_blocks)
     if store:
@@ -160,13 +166,13 @@ def grid_backward(net: Net, blocks: EventBlocks, fw: Forward,
     g_in = torch.zeros_like(net.w_in)
     g_rec = torch.zeros_like(w_rec) if w_rec is not None else None
     weighted = tab.w is not None
-    p_flat = tstar = None
+    p_flat = taps = None
     if weighted:
         g_out = fw.rate_A.t() @ error  # exact: lambda_Io[t] = q(t) E
         p_flat = (error @ w_out.t()).reshape(-1)  # (B*N,): Sum_c W_out[n,c] E[b,c]
     else:
         g_out = torch.zeros_like(w_out)
-        tstar = fw.argmax
+        taps = fw.taps
     offsets = [0] + torch.cumsum(fw.step_counts, 0).tolist()
     starts = list(range(0, T, K))
 
@@ -183,7 +189,7 @@ def grid_backward(net: Net, blocks: EventBlocks, fw: Forward,
     direct, signal_total = {}, 0.0
     for c0 in reversed(starts):
         flat, k_of, cur = block_spikes(c0)
-        direct[c0] = direct_terms(net, flat, c0 + k_of, error, tab, p_flat, tstar, g_out)
+        direct[c0] = direct_terms(net, flat, c0 + k_of, error, tab, p_flat, taps, g_out)
         if hp.reg_strength > 0:
             signal_total += signal_sum(net, direct[c0], cur)
     reg = None

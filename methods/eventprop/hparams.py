@@ -4,7 +4,7 @@ docstrings of :mod:`methods.eventprop.grid`, :mod:`methods.eventprop.exact` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from methods.api import InputError, NetworkHparams, validate_network
@@ -27,11 +27,19 @@ class EventPropHparams(NetworkHparams):
     revive_drive: float = 1.5
     min_slope: float = 0.02  # lower bound on (I - theta), the jump's denominator
     lambda_clip: float = 100.0  # |lambda_u| bound after a jump, in units of the drive scale; 0 = off
+    # loss=first_spike (methods.eventprop.common): scores -t / fs_tau, t in ms; weight of the
+    # term keeping the correct output early
+    fs_tau: float = 20.0
+    fs_early: float = 0.1
     chunk_steps: int = 128  # steps per block of input drive / buffers (memory ~ chunk, not T)
     dtype: Literal["float32", "float64"] = "float32"
 
     def validate(self) -> None:
-        validate_network(self)
+        # first_spike is EventProp's own loss; the shared checks know the shared readouts
+        validate_network(replace(self, loss="max") if self.loss == "first_spike" else self)
+        if not self.fs_tau > 0 or self.fs_early < 0:
+            raise InputError(f"fs_tau must be positive and fs_early non-negative, got "
+                             f"{self.fs_tau} and {self.fs_early}")
         if self.timing not in ("grid", "exact"):
             raise InputError(f"timing must be grid or exact, got {self.timing!r}")
         if self.dtype not in ("float32", "float64"):
