@@ -1,9 +1,10 @@
 """Current runs against a baseline: ``python -m bench compare --baseline FILE``.
 
-The baseline (JSON) holds, per row of the report (method and dataset, plus the variant when runs of
-one method differ in hyperparameters), the median over seeds of every metric of
-:data:`bench.records.METRICS`, its seed standard deviation and n, the status counts, the method
-version and the dataset hash.
+The baseline file (:mod:`bench.results.baseline`) holds, per row of the report (method and
+dataset, plus the variant when runs of one method differ in hyperparameters), the median over
+seeds of every metric of :data:`bench.records.METRICS`, its seed standard deviation and n, the
+status counts, the method version, the dataset hash and the CPU instruction-set level
+(``env.cpu_capability``: the vector instructions torch's kernels used).
 
 Rules, per row and metric:
 
@@ -14,32 +15,35 @@ Rules, per row and metric:
 * the same change the good way is an improvement; anything smaller is noise;
 * runs whose method version (adapter source + hyperparameters) or dataset hash differ from the
   baseline's are *not comparable*: listed, never a regression;
+* runs made at another instruction-set level than the baseline's round differently, and a
+  training run amplifies that, so their accuracies are not compared (*accuracy not comparable*)
+  unless ``--any-cpu``; costs are compared still;
 * a run that fails, diverges or times out where the baseline's did not (a larger share of bad runs
-  than in the baseline) is a regression, comparable or not;
+  than in the baseline) is a regression, comparable or not; a failed rerun of a configuration
+  whose ok record exists is listed, the ok record being what is compared;
 * rows only in the baseline (*missing*) or only in the current runs (*new*) are listed.
 
-Exit status: 1 if any regression, else 0 (2 on bad input). ``--update-baseline`` writes the
-baseline from the current runs instead, keeping the file's ``tolerances`` section: per-metric
-overrides of METRICS, e.g. ``{"seconds_per_epoch": {"tolerance": 2.0, "relative": true}}`` for
-a baseline recorded on another machine.
+Exit status: 1 if any regression, or with ``--strict`` if a baseline entry has no comparable run
+(missing, not comparable, or accuracy not comparable); else 0; 2 on bad input.
+``--update-baseline`` writes the baseline from the current runs instead, keeping the file's
+``tolerances`` section: per-metric overrides of METRICS, e.g.
+``{"seconds_per_epoch": {"tolerance": 2.0, "relative": true}}`` for a noisy machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from bench import records, report
+from bench.results import baseline as baseline_file
+from bench.results.baseline import metric_specs, summarise_group
+from bench.results.formats import fmt_bytes, fmt_count, fmt_seconds, plural
+from bench.results.grouping import Group, group_runs
+from bench.results.loader import is_scale, load_runs
 from datasets.types import InputError
-from bench.report import plural
 
-BASELINE_SCHEMA = 1
+ACCURACY_METRICS = ("test_acc", "best_valid_acc")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,105 +52,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory of current run records (repeatable; default reports/runs)")
     parser.add_argument("--update-baseline", action="store_true",
                         help="write the baseline file from the current runs instead of comparing")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 also when a baseline entry has no comparable current run")
+    parser.add_argument("--any-cpu", action="store_true",
+                        help="compare accuracies of runs made at another CPU instruction-set "
+                             "level than the baseline's (env.cpu_capability)")
 
 
 def main(args: argparse.Namespace) -> int:
     dirs = args.runs or ["reports/runs"]
-    runs, _ = report.load_runs(dirs)
-    if not runs:
-        raise InputError(f"no run records in {', '.join(map(str, dirs))}")
-    runs = [r for r in runs if not report.is_scale(r)] or runs
-    groups = report.group_runs(runs)
     path = Path(args.baseline)
     if args.update_baseline:
-        old = read_baseline(path) if path.exists() else {}
-        baseline = make_baseline(groups, tolerances=old.get("tolerances", {}))
-        write_baseline(path, baseline)
-        print(f"wrote baseline {args.baseline}: {plural(len(baseline['entries']), 'entry')} from "
+        baseline_file.check_baseline_target(path)
+        old = baseline_file.read_baseline(path) if path.exists() else {}
+    elif not path.exists():
+        raise InputError(f"no baseline file {args.baseline} (create it with --update-baseline)")
+    else:
+        old = baseline_file.read_baseline(path)
+    loaded = load_runs(dirs)
+    runs = loaded.runs
+    if not runs:
+        raise InputError(f"no run records in {', '.join(map(str, dirs))}")
+    main_runs = [r for r in runs if not is_scale(r)]
+    runs = main_runs or runs
+    groups = group_runs(runs, loaded.failed_reruns)
+    if args.update_baseline:
+        new = baseline_file.make_baseline(groups, tolerances=old.get("tolerances", {}))
+        baseline_file.write_baseline(path, new)
+        print(f"wrote baseline {args.baseline}: {plural(len(new['entries']), 'entry')} from "
               f"{plural(len(runs), 'run')}")
-        for key in sorted(baseline["entries"]):
-            entry = baseline["entries"][key]
+        for key in sorted(new["entries"]):
+            entry = new["entries"][key]
             print(f"  {_title(entry)}: n={entry['n']} ({_statuses(entry['statuses'])})")
         return 0
-    if not path.exists():
-        raise InputError(f"no baseline file {args.baseline} (create it with --update-baseline)")
-    baseline = read_baseline(path)
-    result = compare(baseline, groups)
-    print(f"baseline {args.baseline}: {plural(len(baseline['entries']), 'entry')}; current: "
+    result = compare(old, groups, any_cpu=args.any_cpu)
+    print(f"baseline {args.baseline}: {plural(len(old['entries']), 'entry')}; current: "
           f"{plural(len(runs), 'run')} in {plural(len(groups), 'group')}")
-    print(result.text())
-    return 1 if result.regressions else 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Baseline file
-
-
-def metric_specs(overrides: dict[str, dict] | None = None) -> dict[str, dict[str, Any]]:
-    specs = {name: dict(spec) for name, spec in records.METRICS.items()}
-    for name, override in (overrides or {}).items():
-        if name not in specs:
-            raise InputError(f"baseline tolerances: unknown metric {name!r}; known: "
-                             f"{', '.join(specs)}")
-        specs[name].update(override)
-    return specs
-
-
-def _seed_std(values: list[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def summarise_group(group: report.Group) -> dict[str, Any]:
-    """A baseline entry (also the current side of a comparison) for one report row."""
-    metrics: dict[str, dict[str, float]] = {}
-    for name in metric_specs():
-        values = group.values(name)
-        if values:
-            metrics[name] = {"median": statistics.median(values), "std": _seed_std(values),
-                             "n": len(values)}
-    return {
-        "method": group.method, "dataset": group.dataset, "variant": group.label,
-        "method_version": group.method_version, "dataset_hash": group.dataset_hash,
-        "device": group.device, "n": len(group.records),
-        "statuses": dict(sorted(group.status_counts.items())), "metrics": metrics,
-        "seeds": sorted(r.get("seed") for r in group.records),
-    }
-
-
-def make_baseline(groups: list[report.Group], tolerances: dict | None = None) -> dict[str, Any]:
-    env = (groups[0].records[0].get("env") or {}) if groups else {}
-    return {
-        "schema_version": BASELINE_SCHEMA,
-        "created_at": records.now_iso(),
-        "source": {k: env.get(k) for k in ("commit", "dirty", "machine", "cpu", "device", "threads")},
-        "tolerances": tolerances or {},
-        "entries": {g.key(): summarise_group(g) for g in groups},
-    }
-
-
-def read_baseline(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read baseline {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict) or data.get("schema_version") != BASELINE_SCHEMA \
-            or not isinstance(data.get("entries"), dict):
-        raise InputError(f"{path}: not a baseline file of schema {BASELINE_SCHEMA}")
-    metric_specs(data.get("tolerances"))  # unknown metric names are bad input
-    return data
-
-
-def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(baseline, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------------------------------
-# Comparison
+    print(result.text(strict=args.strict))
+    return 1 if result.regressions or (args.strict and result.unmatched) else 0
 
 
 @dataclass
@@ -168,6 +111,7 @@ class RowResult:
     notes: list[str] = field(default_factory=list)
     changes: list[MetricChange] = field(default_factory=list)
     regressed: list[str] = field(default_factory=list)
+    comparable: bool = True  # a baseline entry with a run comparable in every metric
 
 
 @dataclass
@@ -178,7 +122,12 @@ class Comparison:
     def regressions(self) -> list[RowResult]:
         return [row for row in self.rows if row.regressed]
 
-    def text(self) -> str:
+    @property
+    def unmatched(self) -> list[RowResult]:
+        """Baseline entries without a fully comparable current run."""
+        return [row for row in self.rows if not row.comparable]
+
+    def text(self, strict: bool = False) -> str:
         lines: list[str] = []
         for row in self.rows:
             lines.append(f"{row.title}: {row.verdict}")
@@ -190,6 +139,9 @@ class Comparison:
                          + "; ".join(f"{r.title}: {', '.join(r.regressed)}" for r in regressions))
         else:
             lines.append("no regressions")
+        if strict and self.unmatched:
+            lines.append(f"strict: {plural(len(self.unmatched), 'baseline entry')} without a "
+                         "comparable run: " + "; ".join(r.title for r in self.unmatched))
         return "\n".join(lines)
 
 
@@ -208,7 +160,7 @@ def _bad_share(entry: dict) -> float:
     return bad / total if total else 0.0
 
 
-def compare(baseline: dict[str, Any], groups: list[report.Group]) -> Comparison:
+def compare(baseline: dict, groups: list[Group], any_cpu: bool = False) -> Comparison:
     specs = metric_specs(baseline.get("tolerances"))
     current = {g.key(): (g, summarise_group(g)) for g in groups}
     entries = baseline["entries"]
@@ -216,17 +168,18 @@ def compare(baseline: dict[str, Any], groups: list[report.Group]) -> Comparison:
     for key in sorted(set(entries) | set(current)):
         if key not in current:
             rows.append(RowResult(_title(entries[key]), "missing",
-                                  ["in the baseline, not among the current runs"]))
+                                  ["in the baseline, not among the current runs"],
+                                  comparable=False))
             continue
         group, now = current[key]
         if key not in entries:
             rows.append(RowResult(_title(now), "new", ["not in the baseline"]))
             continue
-        rows.append(_compare_row(entries[key], now, group, specs))
+        rows.append(_compare_row(entries[key], now, group, specs, any_cpu))
     return Comparison(rows)
 
 
-def _compare_row(base: dict, now: dict, group, specs: dict) -> RowResult:
+def _compare_row(base: dict, now: dict, group: Group, specs: dict, any_cpu: bool) -> RowResult:
     row = RowResult(_title(now), "ok")
     bad_now = [r for r in group.records if r.get("status") != "ok"]
     if bad_now:
@@ -239,13 +192,25 @@ def _compare_row(base: dict, now: dict, group, specs: dict) -> RowResult:
                              f"{record.get('error') or 'no error message'}")
         if worse:
             row.regressed.append(kind)
+    for record in group.failed_reruns:
+        row.notes.append(f"seed {record.get('seed')}: a rerun {record.get('status')} "
+                         f"({record.get('error') or 'no error message'}); its ok record is compared")
     differences = [f"{name} {base.get(name)} -> {now.get(name)}"
                    for name in ("method_version", "dataset_hash") if base.get(name) != now.get(name)]
     if differences:
         row.notes.append("not comparable: " + "; ".join(differences))
         row.verdict = "regression" if row.regressed else "not comparable"
+        row.comparable = False
         return row
+    skip_accuracy = not any_cpu and base.get("cpu_capability") != now.get("cpu_capability")
+    if skip_accuracy:
+        row.comparable = False
+        row.notes.append(f"accuracy not comparable: cpu_capability {base.get('cpu_capability')} -> "
+                         f"{now.get('cpu_capability')} (another instruction set rounds "
+                         "differently; --any-cpu compares anyway)")
     for name, spec in specs.items():
+        if skip_accuracy and name in ACCURACY_METRICS:
+            continue
         if name not in base["metrics"] or name not in now["metrics"]:
             if name in base["metrics"] and now["statuses"].get("ok"):
                 row.notes.append(f"{name}: no current value")
@@ -280,11 +245,11 @@ def _value(value: float, unit: str) -> str:
     if unit == "fraction":
         return f"{value:.4f}"
     if unit == "B":
-        return report.fmt_bytes(value)
+        return fmt_bytes(value)
     if unit == "s":
-        return report.fmt_seconds(value)
+        return fmt_seconds(value)
     if unit == "ops":
-        return report.fmt_count(value)
+        return fmt_count(value)
     return f"{value:.4g}"
 
 

@@ -2,8 +2,8 @@
 
 A record is a plain dict (see :func:`new_record` for its fields). ``schema_version`` grows with
 incompatible changes; :func:`migrate` brings older records up to date when loading.
-``load(dir)`` gives a pandas DataFrame with one row per run and dotted column names
-(``metrics.test_acc``, ``env.commit``, ``hparams.hidden``, ...).
+Reading them for reports is :mod:`bench.results.loader`'s job (``load(dir)`` here forwards to its
+DataFrame view).
 """
 
 from __future__ import annotations
@@ -375,12 +375,7 @@ def iter_records(run_dir: str | Path) -> Iterator[tuple[Path, dict]]:
 
 
 def load(run_dir: str | Path):
-    """All records under ``run_dir`` as a DataFrame, one row per run, nested fields dotted."""
-    import pandas as pd
+    """All records under ``run_dir`` as a DataFrame (:func:`bench.results.loader.load_frame`)."""
+    from bench.results.loader import load_frame
 
-    rows = [record for _, record in iter_records(run_dir)]
-    if not rows:
-        return pd.DataFrame()
-    flat = pd.json_normalize([{k: v for k, v in r.items() if k != "curve"} for r in rows])
-    flat["curve"] = [r.get("curve", []) for r in rows]
-    return flat
+    return load_frame(run_dir)

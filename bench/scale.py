@@ -27,7 +27,8 @@ from pathlib import Path
 from datasets.catalog import DEFAULT_DATASET
 from datasets.types import InputError
 from bench.records import file_safe
-from bench.report import fmt_bytes, fmt_seconds, last_epoch_seconds, median
+from bench.results.formats import fmt_bytes, fmt_seconds
+from bench.results.stats import last_epoch_seconds, median
 
 DEFAULT_OUT = "reports/scale"
 

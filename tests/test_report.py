@@ -209,11 +209,15 @@ def test_versus_pairs_seeds_and_reports_the_mean_difference(tmp_path, capsys):
     assert a["Seeds paired"] == "0-2 (n=3), 2 unpaired"  # seed 3 (alpha only), seed 4 (ref failed)
     assert a["Test acc"] == "0.610" and a["Reference test acc"] == "0.600"
     assert a["Difference, points (± s.e.)"] == "+1.0 ± 2.6"
-    assert a["Within 1 point or better"] == "yes"
+    # 95 % t interval: 1.0 -+ t(0.975, 2) 4.303 x 2.646 = -10.4 .. +12.4; its lower end is below
+    # -1, so the mean difference of +1.0 alone does not make a "yes"
+    assert a["95% interval, points"] == "-10.4 to +12.4"
+    assert a["Within 1 point or better"] == "no"
     b = md_cells(section, "alpha", "loss=b")
     assert b["Seeds paired"] == "0 (n=1)"
     assert b["Difference, points (± s.e.)"] == "-10.0"  # one seed: no standard error
-    assert b["Within 1 point or better"] == "no"
+    assert b["95% interval, points"] == "—"
+    assert b["Within 1 point or better"] == "n/a"  # fewer than 3 paired seeds: no verdict
     assert "| ref |" not in section  # the reference is not compared with itself
     assert "| alpha | loss=a | 0-2 (n=3), 2 unpaired |" in printed
     html_text = (out / "report.html").read_text()
@@ -221,12 +225,31 @@ def test_versus_pairs_seeds_and_reports_the_mean_difference(tmp_path, capsys):
 
     markdown, _, _ = run_report(tmp_path, "--versus", "ref", "--margin", "0.5")
     section = markdown.split("### Paired by seed against ref", 1)[1]
-    assert md_cells(section, "alpha", "loss=a")["Within 0.5 points or better"] == "yes"
+    assert md_cells(section, "alpha", "loss=a")["Within 0.5 points or better"] == "no"
+    markdown, _, _ = run_report(tmp_path, "--versus", "ref", "--margin", "11")
+    section = markdown.split("### Paired by seed against ref", 1)[1]
+    assert md_cells(section, "alpha", "loss=a")["Within 11 points or better"] == "yes"  # -10.4 > -11
     markdown, _, _ = run_report(tmp_path, "--versus", "alpha")
     section = markdown.split("### Paired by seed against alpha", 1)[1]
     reversed_a = md_cells(section, "ref", "loss=a")
     assert reversed_a["Difference, points (± s.e.)"] == "-1.0 ± 2.6"
     assert "Within" not in " ".join(md_header(section))  # no margin, no verdict column
+
+
+@pytest.mark.parametrize("diffs, verdict", [
+    ((2, 3, 4), "yes"),  # mean 3, s.e. 0.58, interval 0.5 .. 5.5: above -1
+    ((-2, -1, 0), "no"),  # mean -1, interval -3.5 .. 1.5: the lower end is below -1
+    ((1, 1), "n/a"),  # two seeds: too few for a verdict
+])
+def test_versus_verdict_uses_the_t_interval(tmp_path, diffs, verdict):
+    recs = []
+    for seed, diff in enumerate(diffs):
+        recs.append(make_record("ref", seed, acc=0.5))
+        recs.append(make_record("alpha", seed, acc=0.5 + diff / 100))
+    write_all(tmp_path / "runs", recs)
+    markdown, _, _ = run_report(tmp_path, "--versus", "ref", "--margin", "1")
+    section = markdown.split("### Paired by seed against ref", 1)[1]
+    assert md_cells(section, "alpha")["Within 1 point or better"] == verdict
 
 
 def test_versus_a_single_reference_configuration_pairs_every_variant(tmp_path):

@@ -10,9 +10,11 @@ and seed when the reference ran a single configuration there), and gives:
 
 * the seeds paired (n) and, over them, each method's mean test accuracy;
 * the mean per-seed difference (row minus reference) in percentage points, with its standard
-  error (sample std of the differences / sqrt(n); none with one seed);
-* with ``--margin M``: whether the mean difference is at least -M points, i.e. the row is
-  "within M points of the reference or better".
+  error (sample std of the differences / sqrt(n); none with one seed) and the 95 % Student t
+  interval of the mean difference (n - 1 degrees of freedom);
+* with ``--margin M``: whether the row is "within M points of the reference or better": "yes"
+  only when the interval's lower end is above -M, "no" otherwise, and "n/a" with fewer than
+  :data:`MIN_SEEDS` paired seeds (too few for an interval to mean much).
 
 Seeds that only one side ran (or that failed on either side) are counted, never imputed.
 """
@@ -24,7 +26,11 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass
 
+from bench.results.stats import t_interval
 from datasets.types import InputError
+
+MIN_SEEDS = 3  # fewer paired seeds: no verdict
+CONFIDENCE = 0.95
 
 
 @dataclass
@@ -40,14 +46,17 @@ class Pairing:
     reference_acc: float | None
     diff_points: float | None  # mean of (row - reference) per seed, in points
     stderr_points: float | None
+    interval: tuple[float, float] | None  # 95 % t interval of the mean difference, points
     unpaired: int  # successful runs of either side without a partner
     margin: float | None
 
     @property
     def within_margin(self) -> bool | None:
-        if self.margin is None or self.diff_points is None:
+        """True when the interval's lower end is above -margin; None without a margin or with
+        fewer than MIN_SEEDS paired seeds."""
+        if self.margin is None or len(self.seeds) < MIN_SEEDS or self.interval is None:
             return None
-        return self.diff_points >= -self.margin
+        return self.interval[0] > -self.margin
 
 
 def accuracy_by_seed(group) -> dict[int, float]:
@@ -71,7 +80,7 @@ def pair(row_group, reference_group, margin: float | None) -> Pairing:
         acc=statistics.fmean(mine[s] for s in seeds) if seeds else None,
         reference_acc=statistics.fmean(theirs[s] for s in seeds) if seeds else None,
         diff_points=statistics.fmean(diffs) if diffs else None, stderr_points=stderr,
-        unpaired=len(set(mine) ^ set(theirs)), margin=margin)
+        interval=t_interval(diffs, CONFIDENCE), unpaired=len(set(mine) ^ set(theirs)), margin=margin)
 
 
 def pairings(groups: list, reference: str, margin: float | None) -> list[Pairing]:
@@ -116,10 +125,19 @@ def fmt_seeds(pairing: Pairing) -> str:
     return text
 
 
+def fmt_interval(pairing: Pairing) -> str:
+    if pairing.interval is None:
+        return "—"
+    low, high = pairing.interval
+    return f"{low:+.1f} to {high:+.1f}"
+
+
 def fmt_verdict(pairing: Pairing) -> str:
+    if pairing.margin is None:
+        return "—"
     verdict = pairing.within_margin
     if verdict is None:
-        return "—"
+        return "n/a"
     return "yes" if verdict else "no"
 
 
@@ -135,6 +153,7 @@ def columns(margin: float | None):
         ("Test acc", lambda p: _acc(p.acc)),
         ("Reference test acc", lambda p: _acc(p.reference_acc)),
         ("Difference, points (± s.e.)", fmt_diff),
+        (f"{CONFIDENCE:.0%} interval, points", fmt_interval),
     ]
     if margin is not None:
         unit = "point" if margin == 1 else "points"
@@ -148,5 +167,7 @@ def heading(reference: str) -> str:
 
 NOTE = ("Per seed, the row's test accuracy minus the reference's (same dataset, variant and seed, "
         "or every variant against the reference's only configuration; successful runs only), "
-        "averaged over the paired seeds; ± is the standard error of that mean. Test acc columns "
-        "are means over the same paired seeds.")
+        "averaged over the paired seeds; ± is the standard error of that mean, and the interval "
+        f"is its {CONFIDENCE:.0%} Student t interval. The verdict is yes only when the interval's "
+        f"lower end is above -margin, n/a below {MIN_SEEDS} paired seeds. Test acc columns are "
+        "means over the same paired seeds.")
