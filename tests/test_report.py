@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
 import io
 import os
 import re
@@ -373,3 +374,117 @@ def test_html_renders_in_headless_chromium(mixed):
     assert "0.820 ± 0.020 (n=3)" in results and "2 ok, 1 failed, 1 diverged" in results
     scale = dom.split('<table class="scale">', 1)[1].split("</table>", 1)[0]
     assert scale.count("<tr>") == 7  # header + 2 methods x 3 lengths
+
+
+# ---------------------------------------------------------------------------------------------
+# The one loader: reruns and damaged files
+
+
+def test_ok_record_wins_over_a_later_failed_rerun(tmp_path):
+    recs = [make_record("alpha", 0, acc=0.9, finished="2025-01-01T00:00:00+00:00"),
+            make_record("alpha", 0, status="failed", finished="2025-01-02T00:00:00+00:00",
+                        error="KeyboardInterrupt: interrupted"),
+            make_record("alpha", 1, status="failed", finished="2025-01-01T00:00:00+00:00"),
+            make_record("alpha", 1, acc=0.7, finished="2025-01-02T00:00:00+00:00")]
+    write_all(tmp_path / "runs", recs)
+    markdown, rows, _ = run_report(tmp_path)
+    alpha = md_cells(markdown, "alpha")
+    assert alpha["Test acc (mean ± std)"] == "0.800 ± 0.141 (n=2)"  # both ok records count
+    assert alpha["Runs"] == "2 ok (+1 failed rerun)"
+    assert rows[0]["n_ok"] == "2" and rows[0]["n_failed_reruns"] == "1"
+    assert "1 older record of rerun configurations ignored" in markdown  # seed 1's retried failure
+    assert ("- alpha on synthetic, seed 0: failed: KeyboardInterrupt: interrupted (a rerun; the ok "
+            "record alpha-synthetic-s0-v1-ok-2025-01-01 is kept)") in markdown
+
+
+def test_wrong_shaped_records_are_skipped_with_one_warning_line_each(mixed, capsys):
+    runs = mixed / "runs"
+    (runs / "list.json").write_text("[]")
+    bad_metrics = make_record("alpha", 7)
+    bad_metrics["metrics"] = "0.99"
+    (runs / "string-metrics.json").write_text(json.dumps(bad_metrics))
+    (runs / "truncated.json").write_text('{"method": "al')
+    (runs / "status.json").write_text(json.dumps({**make_record("alpha", 8), "status": "great"}))
+    markdown, _, _ = run_report(mixed, "--target-acc", "0.7")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 4
+    assert any("list.json: not a run record (a JSON list, not an object)" in w for w in warnings)
+    assert any("string-metrics.json: not a run record ('metrics' is a str)" in w for w in warnings)
+    assert any("truncated.json" in w for w in warnings)
+    assert any("status.json: not a run record (unknown status 'great')" in w for w in warnings)
+    assert md_cells(markdown, "alpha")["Test acc (mean ± std)"] == "0.820 ± 0.020 (n=3)"
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    """A folder no file can be created in (root ignores permissions: use /proc then)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/proc/snn-bench-report")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+@pytest.mark.parametrize("where", ["file", "read-only"])
+def test_out_that_cannot_be_written_is_exit_2_before_any_work(mixed, capsys, where):
+    if where == "file":
+        out = mixed / "taken"
+        out.write_text("not a folder")
+    else:
+        out = _unwritable(mixed)
+    code = cli_main(["report", "--runs", str(mixed / "runs"), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error:"), err
+    assert str(out) in err
+
+
+def test_figures_latex_and_permissions(mixed, monkeypatch):
+    """Every figure as its own SVG and PDF; accuracy axes from 0 with a chance line; per-seed
+    marks; integer epoch ticks; no hash in titles; a LaTeX table; files made under the umask."""
+    figures = []
+    from bench.results import plots
+
+    finish = plots.Plotter.finish
+
+    def keep(self, fig, stem):
+        figures.append((stem, [(ax.get_ylim(), ax.get_ylabel(), ax.get_xlabel(), ax) for ax in
+                               fig.axes], fig._suptitle.get_text()))
+        return finish(self, fig, stem)
+
+    monkeypatch.setattr(plots.Plotter, "finish", keep)
+    scale = _scale_records()
+    for record in scale:
+        record["dataset"] = "synthetic-scale64x16-0a1b2c3d"
+    write_all(mixed / "runs", scale)
+    old = os.umask(0o027)
+    try:
+        _, _, out = run_report(mixed)
+    finally:
+        os.umask(old)
+    names = sorted(p.name for p in (out / "figures").iterdir())
+    assert names == sorted(f"{stem}.{fmt}" for fmt in ("svg", "pdf") for stem in (
+        "synthetic-learning-curves", "synthetic-accuracy-vs-cost",
+        "synthetic-scale64x16-0a1b2c3d-scaling"))
+    for name in names:
+        data = (out / "figures" / name).read_bytes()
+        assert data.startswith(b"%PDF") if name.endswith(".pdf") else b"<svg" in data[:2000]
+    for stem, axes, title in figures:
+        assert "0a1b2c3d" not in title
+        for (bottom, _), ylabel, xlabel, ax in axes:
+            if "accuracy" in ylabel:
+                assert bottom == 0.0
+                chance = [line for line in ax.get_lines() if line.get_label() == "chance"]
+                assert chance and chance[0].get_ydata()[0] == pytest.approx(0.05)  # 20 classes
+            if xlabel == "epoch":
+                ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+                assert all(float(t).is_integer() for t in ticks)
+    curves = next(axes for stem, axes, _ in figures if stem.endswith("learning-curves"))
+    # per seed: alpha 3 + beta 2 + the diverged beta seed is not ok (not drawn); plus one mean
+    # line per method, the chance line and the target line
+    assert len(curves[0][3].get_lines()) == 3 + 2 + 2 + 2
+    tex = (out / "report.tex").read_text()
+    assert "\\begin{table}" in tex and "\\toprule" in tex and "0.820 ± 0.020 (n=3)" in tex
+    for path in [out / "report.md", out / "report.csv", out / "report.html", out / "report.tex",
+                 out / "figures" / "synthetic-learning-curves.svg"]:
+        assert oct(path.stat().st_mode & 0o777) == oct(0o640), path
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
