@@ -5,6 +5,7 @@ comparable, newly failing, baseline round trip)."""
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -235,3 +236,146 @@ def test_bad_input_exits_2(workdir, capsys):
     (workdir / "empty").mkdir()
     assert cli_main(["compare", "--baseline", "baseline.json", "--runs", "empty"]) == 2
     assert "error: no run records in empty" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrong shapes, unwritable targets, instruction sets, --strict
+
+
+def _one_line_exit_2(capsys, argv: list[str], message: str) -> None:
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[]", "not a baseline file of schema 1"),
+    ('{"schema_version": 1, "entries": {"a|b": "x"}}', "entry 'a|b' is not a baseline entry"),
+    ('{"schema_version": 1, "entries": {"a|b": {"method": "a", "dataset": "b", "statuses": {},'
+     ' "metrics": "fast"}}}', "'metrics' is not an object"),
+    ('{"schema_version": 1, "entries": {"a|b": {"method": "a", "dataset": "b", "statuses": {},'
+     ' "metrics": {"test_acc": {"median": "high"}}}}}', "metric 'test_acc' has no numeric median"),
+    ('{"schema_version": 1, "entries": {}, "tolerances": []}', "'tolerances' is not an object"),
+    ('{"schema_version": 1, "entries": {}, "tolerances": {"test_acc": 3}}', "must be an object"),
+])
+def test_baseline_of_the_wrong_shape_is_exit_2(workdir, capsys, content, message):
+    write_all(workdir / "runs", baseline_runs())
+    (workdir / "odd.json").write_text(content)
+    _one_line_exit_2(capsys, ["compare", "--baseline", "odd.json", "--runs", "runs"], message)
+    _one_line_exit_2(capsys, ["compare", "--baseline", "odd.json", "--runs", "runs",
+                              "--update-baseline"], message)
+    assert (workdir / "odd.json").read_text() == content  # never overwritten
+
+
+def test_update_baseline_at_a_folder_or_unwritable_place_is_exit_2(workdir, capsys):
+    write_all(workdir / "runs", baseline_runs())
+    (workdir / "folder").mkdir()
+    _one_line_exit_2(capsys, ["compare", "--baseline", "folder", "--runs", "runs",
+                              "--update-baseline"], "folder is a folder, not a file")
+    (workdir / "a-file").write_text("x")
+    _one_line_exit_2(capsys, ["compare", "--baseline", "a-file/b.json", "--runs", "runs",
+                              "--update-baseline"], "is a file, not a folder")
+    target = "/proc/snn-bench-baseline.json" if os.geteuid() == 0 else "/baseline.json"
+    _one_line_exit_2(capsys, ["compare", "--baseline", target, "--runs", "runs",
+                              "--update-baseline"], "cannot write to the baseline's folder")
+
+
+def test_baseline_is_written_with_the_umask(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_all(tmp_path / "base", baseline_runs())
+    old = os.umask(0o022)
+    try:
+        assert cli_main(["compare", "--baseline", "b.json", "--runs", "base",
+                         "--update-baseline"]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o644
+
+
+def with_cpu(runs: list[dict], capability: str) -> list[dict]:
+    for record in runs:
+        record["env"]["cpu_capability"] = capability
+    return runs
+
+
+def test_other_instruction_set_is_not_comparable_for_accuracy(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_all(tmp_path / "base", with_cpu(alpha_runs(), "AVX512"))
+    assert cli_main(["compare", "--baseline", "b.json", "--runs", "base", "--update-baseline"]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["entries"]["alpha|synthetic"][
+        "cpu_capability"] == "AVX512"
+    write_all(tmp_path / "runs", with_cpu(alpha_runs(acc=0.5), "AVX2"))
+    capsys.readouterr()
+    assert cli_main(["compare", "--baseline", "b.json", "--runs", "runs"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy not comparable: cpu_capability AVX512 -> AVX2" in out
+    assert "test_acc" not in out and "seconds_per_epoch" in out  # costs are still compared
+    assert cli_main(["compare", "--baseline", "b.json", "--runs", "runs", "--strict"]) == 1
+    assert "strict: 1 baseline entry without a comparable run: alpha on synthetic" in \
+        capsys.readouterr().out
+    assert cli_main(["compare", "--baseline", "b.json", "--runs", "runs", "--any-cpu"]) == 1
+    assert "1 regression: alpha on synthetic: test_acc" in capsys.readouterr().out
+
+
+def test_strict_fails_on_a_baseline_entry_without_a_comparable_run(workdir, capsys):
+    write_all(workdir / "runs", alpha_runs() + [make_record("beta", s, acc=0.75, version="v2")
+                                                for s in range(3)])
+    assert cli_main(["compare", "--baseline", "baseline.json", "--runs", "runs"]) == 0
+    capsys.readouterr()
+    assert cli_main(["compare", "--baseline", "baseline.json", "--runs", "runs", "--strict"]) == 1
+    assert capsys.readouterr().out.endswith(
+        "no regressions\nstrict: 1 baseline entry without a comparable run: beta on synthetic\n")
+    write_all(workdir / "only-alpha", alpha_runs())  # beta missing altogether
+    assert cli_main(["compare", "--baseline", "baseline.json", "--runs", "only-alpha",
+                     "--strict"]) == 1
+    write_all(workdir / "all", baseline_runs())
+    assert cli_main(["compare", "--baseline", "baseline.json", "--runs", "all", "--strict"]) == 0
+
+
+def test_a_later_failed_rerun_does_not_hide_the_ok_run(workdir, capsys):
+    rerun = make_record("alpha", 2, status="failed", finished="2025-02-01T00:00:00+00:00",
+                        error="KeyboardInterrupt: interrupted")
+    code, out = compare(workdir, baseline_runs() + [rerun], capsys)
+    assert code == 0 and "no regressions" in out
+    assert ("seed 2: a rerun failed (KeyboardInterrupt: interrupted); its ok record is compared"
+            in out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The CI smoke baseline: a rerun on the same machine passes, a 10-point drop fails
+
+CI_BASELINE = Path(__file__).resolve().parents[1] / ".ci" / "baseline.json"
+
+
+def _rerun_of_baseline(drop: float) -> list[dict]:
+    """Records with the committed smoke baseline's per-seed test accuracies (what a rerun on the
+    baseline's machine gives: CPU runs are deterministic), minus ``drop``, and its other
+    medians."""
+    baseline = json.loads(CI_BASELINE.read_text())
+    recs = []
+    for entry in baseline["entries"].values():
+        metrics = {name: figures["median"] for name, figures in entry["metrics"].items()}
+        for seed, acc in entry["test_acc_by_seed"].items():
+            record = make_record(entry["method"], int(seed), acc=acc - drop,
+                                 version=entry["method_version"],
+                                 dataset_hash=entry["dataset_hash"], seconds=1.0)
+            record["metrics"].update({k: v for k, v in metrics.items()
+                                      if k in record["metrics"] and k != "test_acc"})
+            record["inference"].update({k: v for k, v in metrics.items()
+                                        if k in ("spikes_per_neuron", "synops_per_sample")})
+            record["env"]["cpu_capability"] = entry.get("cpu_capability")
+            recs.append(record)
+    return recs
+
+
+@pytest.mark.parametrize("drop, code", [(0.0, 0), (0.10, 1)])
+def test_ci_baseline_passes_a_rerun_and_fails_a_ten_point_drop(tmp_path, capsys, drop, code):
+    write_all(tmp_path / "runs", _rerun_of_baseline(drop))
+    assert cli_main(["compare", "--baseline", str(CI_BASELINE), "--runs", str(tmp_path / "runs"),
+                     "--strict", "--any-cpu"]) == code
+    out = capsys.readouterr().out
+    if code:
+        entries = json.loads(CI_BASELINE.read_text())["entries"].values()
+        for entry in entries:
+            assert f"{entry['method']} on {entry['dataset']}: regression" in out
+        assert "test_acc" in out.splitlines()[-1]
