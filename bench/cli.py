@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import re
 import sys
 import traceback
 
@@ -47,7 +48,8 @@ def main_list(args: argparse.Namespace) -> int:
 
 
 def _first_docstring_line(method: str) -> str:
-    """The adapter module's docstring's first line, read without importing it (no torch/jax)."""
+    """The adapter module's docstring's first paragraph on one line, read without importing it
+    (no torch/jax)."""
     from bench import registry
 
     try:
@@ -57,7 +59,7 @@ def _first_docstring_line(method: str) -> str:
         return ""
     except InputError as exc:  # a plugin whose module cannot be found
         return f"(broken: {exc})"
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    return re.sub(r":\w+:`([^`]+)`", r"\1", " ".join(doc.strip().split("\n\n")[0].split()))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -201,7 +201,7 @@ def package_versions() -> dict[str, str]:
 
 
 def environment(threads: int, device: str, gpu: str | None, thread_settings: dict[str, str]) -> dict:
-    status = _git("status", "--porcelain")
+    status = _git("status", "--porcelain", "--", ".", ":(exclude)reports")  # runs write there
     return {
         "commit": _git("rev-parse", "HEAD"),
         "dirty": None if status is None else bool(status),
