@@ -21,8 +21,8 @@ class NamedDataset:
 
 
 #: Reference budget for SHD/SSC: mlGeNN's 100 epochs at Adam 1e-3 (Nowotny et al. 2025).
-REFERENCE_EPOCHS = 100
-REFERENCE_LR = 1e-3
+PUBLISHED_EPOCHS = 100
+PUBLISHED_LR = 1e-3
 
 CATALOG: dict[str, NamedDataset] = {
     entry.name: entry
@@ -34,13 +34,13 @@ CATALOG: dict[str, NamedDataset] = {
                      # methods barely leave chance with some readouts; at 1e-2 they train
                      recommended_lr=1e-2, generated=True),
         NamedDataset("shd", "Spiking Heidelberg Digits (700 channels, 20 classes); `bench data fetch shd`",
-                     ("train", "test"), 20, REFERENCE_EPOCHS, REFERENCE_LR),
+                     ("train", "test"), 20, PUBLISHED_EPOCHS, PUBLISHED_LR),
         NamedDataset("ssc", "Spiking Speech Commands (700 channels, 35 classes); `bench data fetch ssc`",
-                     ("train", "valid", "test"), 35, REFERENCE_EPOCHS, REFERENCE_LR),
+                     ("train", "valid", "test"), 35, PUBLISHED_EPOCHS, PUBLISHED_LR),
         NamedDataset("spoken-digits", "English+German digits from espeak-ng voices through the SHD "
                      "cochlea (700 channels, 20 classes, held-out voices); `bench data make "
                      "spoken-digits`", ("train", "test"), 20, recommended_epochs=30,
-                     recommended_lr=REFERENCE_LR, generated=True),
+                     recommended_lr=PUBLISHED_LR, generated=True),
     )
 }
 
@@ -55,10 +55,10 @@ OFFICIAL: dict[str, tuple[str, ...]] = {
 def recommended_epochs(name: str) -> int:
     """The named dataset's budget; a user's own files get the SHD/SSC reference budget."""
     entry = CATALOG.get(name)
-    return entry.recommended_epochs if entry else REFERENCE_EPOCHS
+    return entry.recommended_epochs if entry else PUBLISHED_EPOCHS
 
 
 def recommended_lr(name: str) -> float:
     """The learning rate of the named dataset's budget (the reference rate for other files)."""
     entry = CATALOG.get(name)
-    return entry.recommended_lr if entry else REFERENCE_LR
+    return entry.recommended_lr if entry else PUBLISHED_LR

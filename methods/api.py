@@ -76,7 +76,7 @@ class BaseHparams:
 
 @dataclass
 class NetworkHparams(BaseHparams):
-    """The shared network of REFERENCE.md: input -> LIF hidden (exponential current synapses,
+    """The shared network of methods/lif.py: input -> LIF hidden (exponential current synapses,
     optionally recurrent) -> leaky-integrator outputs, read out by ``loss``.
 
     Every method built on this network uses these names and defaults, so a comparison changes one

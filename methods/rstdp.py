@@ -2,9 +2,8 @@
 readout on a fixed LIF hidden layer.
 
 Network (dt steps, t = 0..T-1; alpha, beta, alpha_o as in :mod:`methods.lif`, theta = 1):
-    hidden (fixed, never trained): the shared current-based LIF layer of lif.py,
-        I[t] = beta I[t-1] + x[t] W_in + z[t-1] W_rec,  V = alpha V + (1 - alpha) I,  z = H(V - theta),
-        reset to 0. ``hidden_init``: "random" = lif.init_weights (the shared initial network);
+    hidden (fixed, never trained): the shared current-based LIF layer (equations in
+        :mod:`methods.lif`), reset to 0. ``hidden_init``: "random" = lif.init_weights (the shared initial network);
         "bands" = each neuron j sums a Gaussian band of input channels around a random centre c_j
         (width ``band_width`` channels; neighbouring channels of SHD are neighbouring frequencies),
         scaled per neuron on the first training batch so that its mean input current is
