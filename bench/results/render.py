@@ -1,4 +1,4 @@
-"""A report (:class:`bench.report.Report`) as a Markdown page, a self-contained HTML page with
+"""A report (:class:`bench.results.tables.Report`) as a Markdown page, a self-contained HTML page with
 embedded plots, and LaTeX tables."""
 
 from __future__ import annotations
