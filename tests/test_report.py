@@ -239,7 +239,7 @@ def test_versus_pairs_seeds_and_reports_the_mean_difference(tmp_path, capsys):
 
 @pytest.mark.parametrize("diffs, verdict", [
     ((2, 3, 4), "yes"),  # mean 3, s.e. 0.58, interval 0.5 .. 5.5: above -1
-    ((-2, -1, 0), "no"),  # mean -1, interval -3.5 .. 1.5: the lower end is below -1
+    ((-2, 0, 1), "no"),  # mean -0.3 (above -1), interval -4.1 .. 3.5: the lower end is below -1
     ((1, 1), "n/a"),  # two seeds: too few for a verdict
 ])
 def test_versus_verdict_uses_the_t_interval(tmp_path, diffs, verdict):
