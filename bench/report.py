@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.run and args.page is None:
+        raise InputError("--run needs --page TOML")
     if args.page is not None:
         from bench.results import page
 
