@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import launcher, registry
-from bench.records import method_sources, record_paths, source_hash
+from bench.records import method_sources, source_hash
+from bench.results import loader
 from datasets.types import InputError
 
 DONE_STATUSES = ("ok", "diverged")
@@ -48,19 +49,11 @@ def cell_key(record: dict) -> str | None:
 
 
 def json_records(out: Path, skip: Container[str] = (), warn: bool = False) -> Iterator[tuple[str, dict]]:
-    """(file name, record) of the records in ``out`` read as plain JSON, except the files named
-    in ``skip``; an unreadable file is passed over (with a warning if ``warn``)."""
-    for path in record_paths(out):
-        if path.name in skip:
-            continue
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            record = None
-        if isinstance(record, dict):
-            yield path.name, record
-        elif warn:
-            print(f"warning: cannot read {path}; ignored", file=sys.stderr)
+    """(file name, record) of the records in ``out`` through the one record loader
+    (:func:`bench.results.loader.iter_records`), except the files named in ``skip``; an unreadable
+    or wrong-shaped file is passed over (with one warning line if ``warn``)."""
+    for record in loader.iter_records(out, skip=skip, quiet=not warn):
+        yield Path(record["_path"]).name, record
 
 
 def _current_source(record: dict, sources: dict[str, str | None]) -> bool:
