@@ -175,7 +175,8 @@ def html_table(columns: Sequence[Column], items: Sequence, css_class: str) -> st
 
 
 def latex_table(columns: Sequence[Column], items: Sequence, caption: str, label: str) -> str:
-    """A LaTeX ``table`` (booktabs rules) written by pandas from the same cells."""
+    """A LaTeX ``table`` (booktabs rules) written by pandas from the same cells (pandas' Styler
+    needs jinja2, which torch already requires)."""
     import pandas as pd
 
     frame = pd.DataFrame([[str(fn(item)) for _, fn in columns] for item in items],
