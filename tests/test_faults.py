@@ -395,6 +395,8 @@ def test_killed_run_resumes_to_the_same_result(tiny, tmp_path):
     assert epoch_seconds <= metrics["train_seconds"] <= epoch_seconds + 0.5
     assert metrics["wall_seconds"] >= first_wall + metrics["train_seconds"] * 0.5
     assert metrics["wall_seconds"] >= record["curve"][-1]["wall_seconds"] >= first_wall
+    walls = [c["wall_seconds"] for c in record["curve"]]
+    assert walls == sorted(walls), walls  # the resumed process's clock continues the first one's
     assert metrics["peak_train_bytes"] > 0
 
 
