@@ -20,7 +20,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 
-from datasets.catalog import CATALOG, DEFAULT_DATASET  # noqa: F401 (re-exported)
+from datasets.catalog import CATALOG
 from methods.api import InputError, Method
 
 ENTRY_POINT_GROUP = "snn_bench.methods"

@@ -10,13 +10,12 @@ autograd keeps every step's gates, O(T B hidden).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from methods.api import (BaseHparams, Batch, DatasetSpec, InputError, Method, check_loss)
-from methods.torch_common import dense_input, seed_torch, sync_device, torch_device
+from methods.torch_common import TorchModuleState, dense_input, seed_torch, torch_device
 
 
 @dataclass
@@ -50,7 +49,7 @@ class GruNetwork(torch.nn.Module):
         return self.readout(states).mean(dim=1)
 
 
-class Gru(Method):
+class Gru(TorchModuleState, Method):
     name = "gru"
     framework = "torch"
     Hparams = GruHparams
@@ -79,12 +78,3 @@ class Gru(Method):
         self.net.eval()
         return self.net(dense_input(batch, self.device)).float().cpu().numpy()
 
-    def sync(self) -> None:
-        sync_device(self.device)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])

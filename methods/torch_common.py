@@ -7,14 +7,13 @@ inference statistics and checkpoints. An adapter only says how to build its netw
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 
-from methods.api import (MAX_LOSS, check_loss, Batch, DatasetSpec, DivergedError, InferenceStats, InputError, Method,
-                       NetworkHparams)
+from methods.api import (MAX_LOSS, Batch, DatasetSpec, InferenceStats, InputError, Method,  # noqa: F401
+                         NetworkHparams, check_loss)
 from methods import lif
 from methods.readouts import TorchReadout
 
@@ -83,7 +82,22 @@ def network_stats(spikes: torch.Tensor, batch: Batch, hp: NetworkHparams, n_out:
     return lif.inference_stats(hidden_spikes, active, batch, hp.hidden, hp.recurrent, n_out)
 
 
-class TorchNetworkMethod(Method):
+class TorchModuleState:
+    """Checkpoint and sync of an adapter holding ``self.net`` (a torch module), ``self.optimizer``
+    and ``self.device``."""
+
+    def sync(self) -> None:
+        sync_device(self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class TorchNetworkMethod(TorchModuleState, Method):
     """Base of the torch adapters of the shared network (see module docstring)."""
 
     framework = "torch"
@@ -130,12 +144,3 @@ class TorchNetworkMethod(Method):
     def inference_stats(self) -> InferenceStats | None:
         return self._stats
 
-    def sync(self) -> None:
-        sync_device(self.device)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from bench import cli, records
-from datasets.h5 import write_h5
 from methods import lif
 from methods.api import make_hparams
 from methods.eventprop import EventProp, adapter
@@ -33,21 +32,6 @@ def test_default_regulariser_does_not_dominate_the_loss_gradient():
 
 TINY_RUN = ["--set", "hidden=8", "--set", "steps=50", "--set", "batch_size=16", "--no-progress",
             "--threads", "1"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """Three classes that fire on different channel bands, 50 ms long."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 48), ("test", 24)):
-        labels = np.arange(n) % 3
-        times, units = [], []
-        for label in labels:
-            units.append(rng.integers(label * 200, label * 200 + 100, 600))
-            times.append(np.sort(rng.uniform(0, 0.05, 600)))
-        write_h5(root / f"tiny_{split}.h5", times, units, labels, n_in=700)
-    return root
 
 
 @pytest.fixture

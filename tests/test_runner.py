@@ -5,29 +5,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from bench import checkpoints, cli, records, registry, runner
-from datasets.h5 import write_h5
+from bench import checkpoints, cli, records, registry
 
 TINY = ["--set", "hidden=8", "--set", "steps=50", "--set", "batch_size=16", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """Three classes that fire on different channel bands, 50 ms long."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 48), ("test", 24)):
-        labels = np.arange(n) % 3
-        times, units = [], []
-        for label in labels:
-            count = 600  # enough input for the 8 hidden neurons to fire
-            units.append(rng.integers(label * 200, label * 200 + 100, count))
-            times.append(np.sort(rng.uniform(0, 0.05, count)))
-        write_h5(root / f"tiny_{split}.h5", times, units, labels, n_in=700)
-    return root
 
 
 @pytest.fixture

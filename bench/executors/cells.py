@@ -19,7 +19,7 @@ from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import launcher, registry
+from bench import launcher
 from bench.records import method_sources, source_hash
 from bench.results import loader
 from datasets.types import InputError
