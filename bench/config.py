@@ -4,7 +4,7 @@ standard library's tomllib), so that a published configuration is one file.
 Keys are the long options of ``bench run`` without the dashes (``time-limit`` or ``time_limit``);
 ``set`` and ``tag`` are tables (or lists of ``"key=value"`` strings); flags are booleans::
 
-    method = "eventprop"
+    method = "NAME"          # a registered method (bench list)
     dataset = "shd"
     epochs = 100
     seed = 3
