@@ -50,6 +50,11 @@ fi
 # where its four seeds spread least among the settings tried (std about 3.4 points, against 7.5
 # with `sum` and 5.8 over 10 epochs). Both allowances stay below 10 points: a rerun passes, a
 # 10-point drop fails (tests/test_compare.py checks both). The comparison runs with --any-cpu.
+# Peak training memory is allowed 32 MiB either way (the baseline's "tolerances"): these runs
+# peak at 14-55 MiB, and code pages the process first touches while training count in the
+# resident size, so the same commit measured 13.8 MiB in one install of the environment and
+# 26.9 MiB in another on the same machine; a fraction of a figure this small cannot hold across
+# installs.
 SEEDS=0,1,2,3
 COMMON=(--set hidden=32 --set steps=100 --set dt_ms=10 --set batch_size=16 --set lr=0.02)
 declare -A EPOCHS=([bptt-snntorch]=2 [eventprop]=5)
