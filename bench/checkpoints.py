@@ -97,6 +97,12 @@ def current_umask() -> int:
     return mask
 
 
+def load_backend() -> None:
+    """Import what writing a state needs (torch), so that a caller can do it before a memory
+    baseline instead of during its first measured phase."""
+    import torch  # noqa: F401
+
+
 def save_state(stem: str | Path, state: Any, meta: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``state`` as ``<stem>.pt`` + ``<stem>.json``; return both paths."""
     import torch

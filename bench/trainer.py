@@ -49,6 +49,7 @@ class Trainer:
         if self.config.resume:
             self.load_checkpoint()
         self.data.prepare(self.hp.batch_size, self.fmt, self.transforms["train"])
+        checkpoints.load_backend()  # the checkpoint writer's torch, below the baseline (JAX runs too)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batches import FORMATS, BatchMaker, Transform, _check_positive_int, subset  # noqa: F401
+from .batches import BatchMaker, _check_positive_int, subset
 from .types import DatasetSpec, InputError
 
 from . import binning
