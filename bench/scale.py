@@ -110,21 +110,13 @@ def main(args: argparse.Namespace) -> int:
         dataset = str(subset_dataset(args.dataset, args.max_batches * args.batch_size,
                                      args.batch_size, Path(args.out) / "data"))
     cells = []
-    for method in methods:
-        for h in hidden:
-            for t in steps:
-                overrides = {**fixed, "steps": str(t), "dt_ms": f"{args.window_ms / t:.10g}",
-                             "hidden": str(h), "batch_size": str(args.batch_size)}
-                tags = {"scale": "1", "steps": str(t), "hidden": str(h),
-                        "batch_size": str(args.batch_size), "max_batches": str(args.max_batches),
-                        "window_ms": f"{args.window_ms:g}"}
-                for repeat in range(args.repeats):
-                    if repeat:  # the first repeat keeps the tags of a single-run sweep
-                        tags = {**tags, "repeat": str(repeat)}
-                    cells += suite.build_cells(
-                        methods=[method], datasets=[dataset], seeds=[args.seed], epochs=args.epochs,
-                        overrides=[f"{k}={v}" for k, v in overrides.items()], device=args.device,
-                        tags=tags)
+    # Repeat-major order: each repeat visits every method in turn, so a change in the machine's
+    # load during the sweep reaches all methods alike and the medians compare like with like.
+    for repeat in range(args.repeats):
+        for method in methods:
+            for h in hidden:
+                for t in steps:
+                    cells += point_cells(method, dataset, h, t, repeat, fixed, args)
     options = suite.RunOptions(out=args.out, threads=args.threads, time_limit=args.time_limit)
     if args.dry_run:
         for cell in cells:
@@ -173,6 +165,23 @@ def subset_dataset(name: str, n_train: int, n_eval: int, directory: Path) -> Pat
 
 # ---------------------------------------------------------------------------------------------
 # The side-by-side table
+
+
+def point_cells(method: str, dataset: str, hidden: int, steps: int, repeat: int,
+                fixed: dict[str, str], args: argparse.Namespace) -> list:
+    """The suite cell of one sweep point (one method, hidden size, T and repeat)."""
+    from bench import suite
+
+    overrides = {**fixed, "steps": str(steps), "dt_ms": f"{args.window_ms / steps:.10g}",
+                 "hidden": str(hidden), "batch_size": str(args.batch_size)}
+    tags = {"scale": "1", "steps": str(steps), "hidden": str(hidden),
+            "batch_size": str(args.batch_size), "max_batches": str(args.max_batches),
+            "window_ms": f"{args.window_ms:g}"}
+    if repeat:  # the first repeat keeps the tags of a single-run sweep
+        tags["repeat"] = str(repeat)
+    return suite.build_cells(
+        methods=[method], datasets=[dataset], seeds=[args.seed], epochs=args.epochs,
+        overrides=[f"{k}={v}" for k, v in overrides.items()], device=args.device, tags=tags)
 
 
 def point_figures(outcome) -> tuple[float | None, float | None]:

@@ -418,3 +418,12 @@ def test_scale_repeats_are_distinct_runs(tmp_path, capsys):
     assert len({line.split("suite_cell=")[1].split()[0] for line in lines}) == 6
     assert cli_main([*args, "--repeats", "0"]) == 2
     assert "--repeats must be at least 1" in capsys.readouterr().err
+
+
+def test_scale_repeats_visit_every_method_in_turn(tmp_path, capsys):
+    args = ["scale", "--methods", "bptt-snntorch,eventprop", "--steps", "20", "--max-batches", "0",
+            "--out", str(tmp_path), "--dry-run", "--repeats", "2"]
+    assert cli_main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    methods = [line.split("--method ")[1].split()[0] for line in lines]
+    assert methods == ["bptt-snntorch", "eventprop", "bptt-snntorch", "eventprop"]
