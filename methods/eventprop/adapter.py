@@ -125,7 +125,9 @@ class EventProp(Method):
         if ev is None or not len(ev.unit):
             return
         self.input_counts += np.bincount(ev.unit, weights=ev.count, minlength=self.spec.n_in)
-        self.input_steps += int(np.unique(ev.sample * batch.n_steps + ev.step).size)
+        key = ev.sample * batch.n_steps + ev.step
+        pairs = np.bincount(key, minlength=batch.size * batch.n_steps)  # a count, not a sort
+        self.input_steps += int(np.count_nonzero(pairs))
 
     def revive_rise(self, silent: torch.Tensor) -> torch.Tensor:
         """delta_n of the remedy (module docstring) for the silent neurons, in their order."""
