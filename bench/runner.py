@@ -27,8 +27,9 @@ from bench import checkpoints, measure, records, registry
 from bench.locks import Lock
 from bench.trainer import TimeLimitReached, Trainer
 from datasets.catalog import DEFAULT_DATASET
+from methods import readouts
 from methods.api import (DivergedError, InputError, lr_from_dataset_budget, make_hparams,
-                         parse_overrides)
+                         parse_overrides, window_from_dataset_activity)
 
 EXIT_CODES = {"ok": 0, "failed": 1, "diverged": 3, "timeout": 4}
 DEFAULT_OUT = "reports/runs"
@@ -129,7 +130,20 @@ def prepare(config: RunConfig):
         hparams = dataclasses.replace(hparams, epochs=data.recommended_epochs)
     if "lr" not in overrides and lr_from_dataset_budget(method_cls.Hparams):
         hparams = dataclasses.replace(hparams, lr=data.recommended_lr)
-    return method_cls, hparams, data, thread_settings
+    return method_cls, place_readout_window(hparams, overrides, data), data, thread_settings
+
+
+def place_readout_window(hparams, overrides: dict, data):
+    """A Gaussian readout window not set by the user goes where the training data's activity is
+    (methods/readouts.py)."""
+    if (getattr(hparams, "loss", None) != "gauss_window"
+            or not window_from_dataset_activity(type(hparams))):
+        return hparams
+    centre_ms, spread_ms = data.activity_ms()
+    mu, sigma = readouts.window_for_activity(centre_ms, spread_ms, hparams.steps * hparams.dt_ms,
+                                             hparams.steps)
+    placed = {"gauss_mu": mu, "gauss_sigma": sigma}
+    return dataclasses.replace(hparams, **{k: v for k, v in placed.items() if k not in overrides})
 
 
 def build_transforms(hparams, spec):
@@ -231,6 +245,12 @@ def run(config: RunConfig) -> tuple[dict, Path | None]:
                             "dataset_epochs": data.recommended_epochs,
                             "dataset_lr": data.recommended_lr}
         record["dataset_info"] = data.provenance
+        if getattr(hparams, "loss", None) == "gauss_window":
+            set_keys = {pair.split("=", 1)[0].strip() for pair in config.overrides}
+            window_ms = hparams.steps * hparams.dt_ms
+            record["readout_window"] = {
+                "centre_ms": hparams.gauss_mu * window_ms, "sigma_ms": hparams.gauss_sigma * window_ms,
+                "from_data": sorted({"gauss_mu", "gauss_sigma"} - set_keys)}
         return _train_and_record(config, method_cls, hparams, data, record, out, paths)
 
 

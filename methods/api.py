@@ -80,7 +80,8 @@ class NetworkHparams(BaseHparams):
     optionally recurrent) -> leaky-integrator outputs, read out by ``loss``.
 
     Every method built on this network uses these names and defaults, so a comparison changes one
-    thing at a time. ``gauss_mu`` and ``gauss_sigma`` are fractions of the sequence length.
+    thing at a time. ``gauss_mu`` and ``gauss_sigma`` are fractions of the sequence length; unless
+    set, a run with ``loss=gauss_window`` takes them from the data (methods/readouts.py).
     ``train_hidden=False`` keeps W_in and W_rec at their initial values so that only W_out learns:
     the readout-only control, which shows how much of a result the hidden layer's learning adds.
     """
@@ -91,8 +92,9 @@ class NetworkHparams(BaseHparams):
     tau_syn: float = 5.0
     tau_out: float = 20.0
     loss: str = "sum_exp"
-    gauss_mu: float = 0.5
-    gauss_sigma: float = 0.25
+    # Unless set, the runner places the window on the training data's activity (readouts.py)
+    gauss_mu: float = field(default=0.5, metadata={"from_dataset_activity": True})
+    gauss_sigma: float = field(default=0.25, metadata={"from_dataset_activity": True})
     train_hidden: bool = True
 
     def trains(self, weight: str) -> bool:
@@ -222,6 +224,13 @@ def lr_from_dataset_budget(cls: type[BaseHparams]) -> bool:
     method with a rate of its own scale, e.g. R-STDP's, declares its own default instead)."""
     found = {f.name: f for f in dataclasses.fields(cls)}.get("lr")
     return bool(found is not None and found.metadata.get("from_dataset_budget"))
+
+
+def window_from_dataset_activity(cls: type[BaseHparams]) -> bool:
+    """Whether ``cls``'s Gaussian readout window is placed on the dataset's activity when its
+    ``gauss_mu`` / ``gauss_sigma`` are not set explicitly."""
+    found = {f.name: f for f in dataclasses.fields(cls)}.get("gauss_mu")
+    return bool(found is not None and found.metadata.get("from_dataset_activity"))
 
 
 def hparam_fields(cls: type[BaseHparams]) -> dict[str, Any]:

@@ -8,7 +8,11 @@ cross-entropy of softmax(s) with the label.
     gauss_window:  s_k = (1/T) sum_t w(t) V_k(t),  w(t) = exp(-(t - mu T)^2 / (2 (sigma T)^2))
     max:           s_k = max_t V_k(t)
 
-``mu`` and ``sigma`` are fractions of T, so a window keeps its place when T or dt changes.
+``mu`` and ``sigma`` are fractions of T, so a window keeps its place when T or dt changes. Unless
+set (``--set gauss_mu=``, ``gauss_sigma=``), a run places the window on its training data's
+activity (:func:`window_for_activity`): mu T dt = the median of the training spike times in the
+window, sigma T dt = half the range between their 16th and 84th percentiles. Speech that ends
+halfway through the window then keeps the window on the speech, not on the silence after it.
 For the weighted readouts the loss's derivative with respect to V_k(t) is
 (softmax(s)_k - onehot_k) w(t) / (B T) for a batch-mean loss: :func:`output_drive` gives it to
 adjoint methods such as EventProp.
@@ -34,6 +38,15 @@ def time_weights(kind: str, n_steps: int, mu: float = 0.5, sigma: float = 0.25) 
     if kind == "max":
         return None
     raise ValueError(f"unknown readout {kind!r}; known: {', '.join(READOUTS)}")
+
+
+def window_for_activity(centre_ms: float, spread_ms: float, window_ms: float,
+                        n_steps: int) -> tuple[float, float]:
+    """(mu, sigma) of the Gaussian window, as fractions of the window, from the data's activity
+    centre and spread in ms; sigma is at least one step."""
+    mu = min(max(centre_ms / window_ms, 0.0), 1.0)
+    sigma = max(spread_ms / window_ms, 1.0 / n_steps)
+    return mu, sigma
 
 
 def scores_numpy(v_out: np.ndarray, kind: str, mu: float = 0.5, sigma: float = 0.25) -> np.ndarray:

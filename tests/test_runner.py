@@ -160,6 +160,29 @@ def test_learning_rate_comes_from_the_dataset_budget_unless_set(tiny_data, tmp_p
     assert not lr_from_dataset_budget(registry.load_method("rstdp").Hparams)
 
 
+def test_gaussian_window_is_placed_on_the_data_unless_set(tiny_data, tmp_path):
+    """tiny_data's spikes are uniform over the first 50 ms of a 50-step, 1 ms window: the window's
+    centre goes to their median (~25 ms) and its sigma to half their 16-84 % range (~17 ms)."""
+    out = tmp_path / "runs"
+    base = ["--method", "bptt-snntorch", "--dataset", str(tiny_data), "--epochs", "1", *TINY,
+            "--set", "loss=gauss_window"]
+    assert run_cli(*base, "--out", str(out / "a")) == 0
+    assert run_cli(*base, "--out", str(out / "b"), "--set", "gauss_mu=0.8") == 0
+    assert run_cli("--method", "bptt-snntorch", "--dataset", str(tiny_data), "--epochs", "1",
+                   *TINY, "--out", str(out / "c")) == 0
+    (a,) = [r for _, r in records.iter_records(out / "a")]
+    (b,) = [r for _, r in records.iter_records(out / "b")]
+    (c,) = [r for _, r in records.iter_records(out / "c")]
+    window = a["readout_window"]
+    assert window["from_data"] == ["gauss_mu", "gauss_sigma"]
+    assert window["centre_ms"] == pytest.approx(25.0, abs=1.0)
+    assert window["sigma_ms"] == pytest.approx(17.0, abs=1.0)
+    assert a["hparams"]["gauss_mu"] == pytest.approx(window["centre_ms"] / 50.0)
+    assert b["hparams"]["gauss_mu"] == 0.8 and b["readout_window"]["from_data"] == ["gauss_sigma"]
+    assert b["hparams"]["gauss_sigma"] == a["hparams"]["gauss_sigma"]
+    assert "readout_window" not in c and c["hparams"]["gauss_mu"] == 0.5  # other readouts: as set
+
+
 @pytest.mark.parametrize("method, message", [
     ("fake-silent", "hidden layer silent for the whole of epoch 2"),
     ("fake-flat", "training loss flat at ln(C)"),
