@@ -57,47 +57,18 @@ Prediction: the shared readout (``loss``: sum_t w(t) V_o[t] / T, or max) of V_o.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from methods.api import (Batch, DatasetSpec, InferenceStats, InputError, Method,
-                       NetworkHparams, validate_network)
 from methods import lif
+from methods.api import Batch, DatasetSpec, InferenceStats, Method
+from methods.eprop.hparams import EpropHparams
 from methods.lif_torch import lif_step
 from methods.readouts import time_weights
 from methods.torch_common import check_loss, seed_torch, sorted_events, sync_device, torch_device
-
-
-@dataclass
-class EpropHparams(NetworkHparams):
-    lr: float = 5e-3  # 1e-3 (the BPTT reference) leaves the readout at chance in 2 epochs
-    loss: str = "sum"
-    feedback: Literal["symmetric", "random"] = "symmetric"
-    gamma: float = field(default=0.3,  # pseudo-derivative height
-                         metadata={"search": {"low": 0.1, "high": 1.0, "log": True}})
-    alif: bool = False
-    tau_adapt: float = field(default=200.0,  # ms, ALIF threshold adaptation
-                             metadata={"search": {"low": 50.0, "high": 1000.0, "log": True,
-                                                  "on": False}})
-    # beta_a, threshold increase per spike (units of theta)
-    adapt_strength: float = field(default=0.5, metadata={"search": {"low": 0.05, "high": 2.0,
-                                                                     "log": True, "on": False}})
-    output_synapse: bool = False  # True: the output current synapse of lif.py (2 filter states)
-    chunk: int = 100  # steps per block of the exact block form (memory ~ chunk, not T)
-    grad_clip: float = 0.0  # max global norm of an update before Adam; 0 = off
-
-    def validate(self) -> None:
-        validate_network(self)
-        for key in ("gamma", "tau_adapt", "chunk"):
-            if not getattr(self, key) > 0:
-                raise InputError(f"{key} must be positive, got {getattr(self, key)}")
-        if self.feedback not in ("symmetric", "random"):
-            raise InputError(f"feedback must be symmetric or random, got {self.feedback!r}")
-        if self.adapt_strength < 0 or self.grad_clip < 0:
-            raise InputError("adapt_strength and grad_clip must be non-negative")
 
 
 # ---------------------------------------------------------------------------------------------
