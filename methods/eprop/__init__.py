@@ -2,8 +2,9 @@
 
 The method lives in :mod:`methods.eprop.adapter`; this package re-exports its public names."""
 
-from methods.eprop.adapter import Eprop, EventInput, input_block
+from methods.eprop.adapter import Eprop
 from methods.eprop.hparams import EpropHparams
+from methods.eprop.inputs import EventInput, input_block
 from methods.eprop.learner import Learner, OutputFilter, mix_lower_triangular
 from methods.eprop.network import Network, pseudo_derivative
 

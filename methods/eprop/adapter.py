@@ -10,9 +10,8 @@ They drive the updates dW of :mod:`methods.eprop.learner` (eligibility traces, b
 applies the accumulated dW once per batch. With no recurrence and symmetric feedback these
 are the exact gradients of the loss for this pseudo-derivative and reset treatment.
 
-Input: the batch's events (``Batch.events``), densified one block of ``chunk`` steps at a time
-into a reused buffer, so no (B, T, n_in) array exists. The per-batch state (traces, carried filter
-state, accumulated updates) lives in buffers allocated once per batch size and zeroed per batch:
+Input: the batch's events, a block at a time (:mod:`methods.eprop.inputs`). The per-batch state
+(network state, traces, carried filter state, accumulated updates) lives in buffers allocated once per batch size and zeroed per batch:
 peak memory then does not depend on how the C allocator happened to place earlier batches.
 
 Prediction: the shared readout (``loss``: sum_t w(t) V_o[t] / T, or max) of V_o.
@@ -29,45 +28,11 @@ import torch
 from methods import lif
 from methods.api import Batch, DatasetSpec, InferenceStats, Method
 from methods.eprop.hparams import EpropHparams
+from methods.eprop.inputs import EventInput, input_block
 from methods.eprop.learner import Learner, OutputFilter
 from methods.eprop.network import Network, pseudo_derivative
 from methods.readouts import time_weights
-from methods.torch_common import check_loss, seed_torch, sorted_events, sync_device, torch_device
-
-
-# ---------------------------------------------------------------------------------------------
-# Input: events, densified a block at a time.
-
-
-class EventInput:
-    """A batch's input events, handed out as dense (B, n, n_in) blocks of steps t0 .. t0 + n - 1,
-    written into one reused buffer (its dtype; valid until the next call)."""
-
-    def __init__(self, batch: Batch, buffer: torch.Tensor):
-        step, sample, unit, count = sorted_events(batch, "eprop")
-        device = buffer.device
-        self.step_cpu = torch.from_numpy(step)  # for the block bounds
-        self.step, self.sample, self.unit = (torch.from_numpy(a).to(device)
-                                             for a in (step, sample, unit))
-        self.count = torch.from_numpy(count).to(device, buffer.dtype)
-        self.shape = (batch.size, batch.n_steps, batch.n_in)
-        self.buffer = buffer
-
-    def block(self, t0: int, n: int) -> torch.Tensor:
-        lo, hi = torch.searchsorted(self.step_cpu, torch.tensor([t0, t0 + n])).tolist()
-        out = self.buffer[:, :n]
-        out.zero_()
-        index = (self.sample[lo:hi], self.step[lo:hi] - t0, self.unit[lo:hi])
-        out.index_put_(index, self.count[lo:hi], accumulate=True)
-        return out
-
-
-def input_block(x: torch.Tensor | EventInput, t0: int, n: int, dtype: torch.dtype) -> torch.Tensor:
-    """Steps t0 .. t0 + n - 1 of a dense (B, T, n_in) tensor or of an :class:`EventInput`, as
-    ``dtype``."""
-    if isinstance(x, EventInput):
-        return x.block(t0, n).to(dtype)  # no copy when the buffer has that dtype
-    return x[:, t0:t0 + n].to(dtype)
+from methods.torch_common import check_loss, seed_torch, sync_device, torch_device
 
 
 # ---------------------------------------------------------------------------------------------
