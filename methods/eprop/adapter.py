@@ -1,18 +1,20 @@
-"""e-prop (Bellec et al. 2020): online eligibility propagation, no backpropagation through time.
-
-Network, output filter F and pseudo-derivative psi: :mod:`methods.eprop.network`.
+"""The e-prop adapter: the Method contract around one forward pass per batch that also
+accumulates the updates (no autograd graph), and Adam once per batch.
 
 Learning signal (loss: sum_t w(t) CE(softmax(V_o[t]), y) / T, mean over the batch;
 w(t) from ``loss``: sum | sum_exp | gauss_window; ``max`` uses w = 1):
     err_k[t] = w(t) (softmax(V_o[t])_k - onehot_k) / (B T)
     L_j[t]   = sum_k B_jk err_k[t],  B = W_out (feedback "symmetric") or fixed random ("random")
 They drive the updates dW of :mod:`methods.eprop.learner` (eligibility traces, block form); Adam
-applies the accumulated dW once per batch. With no recurrence and symmetric feedback these
-are the exact gradients of the loss for this pseudo-derivative and reset treatment.
+applies the accumulated dW once per batch, after an optional rescaling to global norm
+``grad_clip``. With no recurrence and symmetric feedback these are the exact gradients of the loss
+for this pseudo-derivative and reset treatment. V_o, psi and the network:
+:mod:`methods.eprop.network`.
 
 Input: the batch's events, a block at a time (:mod:`methods.eprop.inputs`). The per-batch state
-(network state, traces, carried filter state, accumulated updates) lives in buffers allocated once per batch size and zeroed per batch:
-peak memory then does not depend on how the C allocator happened to place earlier batches.
+(network state, traces, carried filter state, accumulated updates) lives in buffers allocated once
+per batch size and zeroed per batch: peak memory then does not depend on how the C allocator
+happened to place earlier batches.
 
 Prediction: the shared readout (``loss``: sum_t w(t) V_o[t] / T, or max) of V_o.
 """
@@ -35,8 +37,21 @@ from methods.readouts import time_weights
 from methods.torch_common import check_loss, seed_torch, sync_device, torch_device
 
 
-# ---------------------------------------------------------------------------------------------
-# The adapter.
+def learning_signal(v_out: torch.Tensor, onehot: torch.Tensor, wt: torch.Tensor,
+                    batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A block's loss term and output error err (n, B, C) from its V_o (n, B, C) and time weights
+    ``wt`` = w(t) / T (n, 1, 1)."""
+    logp = torch.log_softmax(v_out, dim=2)
+    return (wt * logp * onehot).sum() / batch, (logp.exp() - onehot) * (wt / batch)
+
+
+def clip_global_norm(grads: dict[str, torch.Tensor], max_norm: float) -> dict[str, torch.Tensor]:
+    """``grads`` scaled down to global norm ``max_norm`` when above it (0 = off)."""
+    if max_norm > 0:
+        norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+        if norm > max_norm:
+            return {k: g * (max_norm / norm) for k, g in grads.items()}
+    return grads
 
 
 class Eprop(Method):
@@ -72,9 +87,29 @@ class Eprop(Method):
         return self._buffers[kind][1]
 
     def _events(self, batch: Batch) -> EventInput:
+        """The batch's events over the reused input buffer."""
         shape = (batch.size, min(self.hp.chunk, batch.n_steps), batch.n_in)
         buffer = self._reused("input", shape, lambda: torch.zeros(shape, device=self.device))
         return EventInput(batch, buffer)
+
+    def _weights(self, dtype: torch.dtype
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """W_in, W_out and W_rec (None without recurrence), detached, as ``dtype``."""
+        w_in = self.params["w_in"].detach().to(dtype)
+        w_out = self.params["w_out"].detach().to(dtype)
+        w_rec = self.params["w_rec"].detach().to(dtype) if "w_rec" in self.params else None
+        return w_in, w_out, w_rec
+
+    def _time_weights(self, t0: int, n: int, steps: int, like: torch.Tensor) -> torch.Tensor:
+        """w(t) / T of steps t0 .. t0 + n - 1, shaped (n, 1, 1)."""
+        return torch.as_tensor(self.time_w[t0:t0 + n] / steps, dtype=like.dtype,
+                               device=like.device)[:, None, None]
+
+    def _readout(self, scores: torch.Tensor, v_out: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+        """The scores after a block: the running max of V_o, or the running sum of w(t) V_o / T."""
+        if self.readout_max:
+            return torch.maximum(scores, v_out.max(dim=0).values)
+        return scores + (wt * v_out).sum(dim=0)
 
     # -- the single forward pass -------------------------------------------------------------
     def run(self, x: torch.Tensor | EventInput, labels: torch.Tensor | None,
@@ -83,9 +118,7 @@ class Eprop(Method):
         ``x``: (B, T, n_in) spike counts (a tensor of any dtype, or events), read a block at a time."""
         hp = self.hp
         batch, steps, n_in = x.shape
-        w_in = self.params["w_in"].detach().to(dtype)
-        w_out = self.params["w_out"].detach().to(dtype)
-        w_rec = self.params["w_rec"].detach().to(dtype) if "w_rec" in self.params else None
+        w_in, w_out, w_rec = self._weights(dtype)
         n_out = w_out.shape[1]
         chunk = min(hp.chunk, steps)
         like = w_in.new_zeros(())
@@ -115,20 +148,18 @@ class Eprop(Method):
             zf = net.zfb[:n]
             v_out = zf @ w_out  # (n, B, C)
             counts.add_(net.zb[:n].sum(dim=(0, 2)).to(dtype))
-            wt = torch.as_tensor(self.time_w[t0:t0 + n] / steps, dtype=dtype,
-                                 device=like.device)[:, None, None]
-            scores = torch.maximum(scores, v_out.max(dim=0).values) if self.readout_max else \
-                scores + (wt * v_out).sum(dim=0)
+            wt = self._time_weights(t0, n, steps, like)
+            scores = self._readout(scores, v_out, wt)
             if learner is not None:
-                logp = torch.log_softmax(v_out, dim=2)
-                loss = loss - (wt * logp * onehot).sum() / batch
-                err = (logp.exp() - onehot) * (wt / batch)
+                term, err = learning_signal(v_out, onehot, wt, batch)
+                loss = loss - term
                 psi = pseudo_derivative(net.ub[:n] - lif.THETA, hp.gamma)
                 learner.block(psi, err @ back.T, zf, err, last=t0 + n >= steps)
         return {"scores": scores, "loss": loss, "learner": learner, "counts": counts}
 
     # -- the contract ----------------------------------------------------------------------------
     def gradients(self, learner: Learner) -> dict[str, torch.Tensor]:
+        """The accumulated updates of the trained weights, as copies."""
         n_in = self.spec.n_in
         grads = {"w_in": learner.grad[:n_in], "w_out": learner.grad_out}
         if "w_rec" in self.params:
@@ -142,11 +173,7 @@ class Eprop(Method):
             out = self.run(self._events(batch), labels)
         value = float(out["loss"])
         check_loss(value)
-        grads = self.gradients(out["learner"])
-        if self.hp.grad_clip > 0:
-            norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
-            if norm > self.hp.grad_clip:
-                grads = {k: g * (self.hp.grad_clip / norm) for k, g in grads.items()}
+        grads = clip_global_norm(self.gradients(out["learner"]), self.hp.grad_clip)
         for key, grad in grads.items():  # a weight without a gradient stays as it is
             self.params[key].grad = grad.to(self.params[key].dtype).contiguous()
         self.optimizer.step()
