@@ -3,9 +3,9 @@ spike counts with Adam, then convert it to integrate-and-fire neurons.
 
 Input: the batch's spikes summed into bins of ``bin_ms`` (c_b, b = 0..nb-1; nb = ceil(T dt / bin_ms)).
 
-ANN, ``arch`` = "rnn" (default; streams over bins):
+ANN, ``arch`` = "rnn" (streams over bins):
     h_b = relu(c_b W_in + h_{b-1} U + a),  logits = (1/nb) sum_b (h_b W_o + a_o)
-ANN, ``arch`` = "mlp" (the whole sample at once): h^1 = relu(flat(c) W_1 + a_1),
+ANN, ``arch`` = "mlp" (default; the whole sample at once): h^1 = relu(flat(c) W_1 + a_1),
     h^l = relu(h^(l-1) W_l + a_l) for ``layers`` hidden layers, logits = h^L W_o + a_o.
 Training: cross-entropy, Adam (lr), gradient norm clipped at ``grad_clip``, in ``train_step``.
 A reservoir (Algorithm R, seeded) of ``norm_samples`` training samples is kept for the conversion.
