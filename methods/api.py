@@ -24,10 +24,11 @@ from datasets.types import Batch, DatasetSpec, Events, InputError
 __all__ = ["Batch", "DatasetSpec", "Events", "InputError", "DivergedError", "BaseHparams",
            "NetworkHparams", "InferenceStats", "Method", "READOUTS", "parse_overrides",
            "make_hparams", "validate_network", "hparam_fields", "check_loss", "MAX_LOSS",
-           "BpttHparams"]
+           "BpttHparams", "FIRST_SPIKE"]
 
 InputFormat = Literal["dense", "events"]
 READOUTS = ("sum", "sum_exp", "gauss_window", "max")
+FIRST_SPIKE = "first_spike"  # the first-spike loss (methods/readouts.py), where a method offers it
 
 
 MAX_LOSS = 1e4  # a training loss above this counts as exploding
@@ -84,7 +85,11 @@ class NetworkHparams(BaseHparams):
     set, a run with ``loss=gauss_window`` takes them from the data (methods/readouts.py).
     ``train_hidden=False`` keeps W_in and W_rec at their initial values so that only W_out learns:
     the readout-only control, which shows how much of a result the hidden layer's learning adds.
+    ``losses`` are the values ``loss`` accepts; a method that also offers ``first_spike`` (read
+    with ``fs_tau`` and ``fs_early``, methods/readouts.py) adds it in its own dataclass.
     """
+
+    losses: ClassVar[tuple[str, ...]] = READOUTS
 
     hidden: int = 256
     recurrent: bool = True
@@ -95,6 +100,10 @@ class NetworkHparams(BaseHparams):
     # Unless set, the runner places the window on the training data's activity (readouts.py)
     gauss_mu: float = field(default=0.5, metadata={"from_dataset_activity": True})
     gauss_sigma: float = field(default=0.25, metadata={"from_dataset_activity": True})
+    # loss=first_spike: scores -t / fs_tau, t in ms; weight of the term keeping the correct
+    # output early
+    fs_tau: float = 20.0
+    fs_early: float = 0.1
     train_hidden: bool = True
 
     def trains(self, weight: str) -> bool:
@@ -270,8 +279,8 @@ def make_hparams(cls: type[BaseHparams], overrides: dict[str, Any]) -> BaseHpara
 
 def validate_network(hp: NetworkHparams) -> None:
     """Range checks shared by the network methods; raise InputError on nonsense."""
-    if hp.loss not in READOUTS:
-        raise InputError(f"unknown loss {hp.loss!r}; known: {', '.join(READOUTS)}")
+    if hp.loss not in hp.losses:
+        raise InputError(f"unknown loss {hp.loss!r} for this method; known: {', '.join(hp.losses)}")
     positive = {
         "hidden": hp.hidden,
         "tau_mem": hp.tau_mem,
@@ -282,6 +291,7 @@ def validate_network(hp: NetworkHparams) -> None:
         "batch_size": hp.batch_size,
         "lr": hp.lr,
         "gauss_sigma": hp.gauss_sigma,
+        "fs_tau": hp.fs_tau,
     }
     for key, value in positive.items():
         if not value > 0:
@@ -290,6 +300,8 @@ def validate_network(hp: NetworkHparams) -> None:
         raise InputError(f"gauss_mu is a fraction of the window: must be in 0..1, got {hp.gauss_mu}")
     if hp.gauss_sigma > 1.0:
         raise InputError(f"gauss_sigma is a fraction of the window: must be at most 1, got {hp.gauss_sigma}")
+    if hp.fs_early < 0:
+        raise InputError(f"fs_early must be non-negative, got {hp.fs_early}")
     if hp.epochs is not None and hp.epochs < 1:
         raise InputError(f"epochs must be at least 1, got {hp.epochs}")
 

@@ -27,10 +27,6 @@ class EventPropHparams(NetworkHparams):
     revive_drive: float = 1.5
     min_slope: float = 0.02  # lower bound on (I - theta), the jump's denominator
     lambda_clip: float = 100.0  # |lambda_u| bound after a jump, in units of the drive scale; 0 = off
-    # loss=first_spike (methods.eventprop.common): scores -t / fs_tau, t in ms; weight of the
-    # term keeping the correct output early
-    fs_tau: float = 20.0
-    fs_early: float = 0.1
     chunk_steps: int = 128  # steps per block of input drive / buffers (memory ~ chunk, not T)
     dtype: Literal["float32", "float64"] = "float32"
 
