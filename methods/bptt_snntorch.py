@@ -12,17 +12,22 @@ Hidden neuron (``--set neuron=``): ``lif`` (above), ``adlif`` (:mod:`methods.neu
 ``izhikevich`` (:mod:`methods.neurons.izhikevich`). snntorch has no adaptive-threshold or
 Izhikevich neuron, so those two step the shared step functions of their modules, with snntorch's
 fast-sigmoid spike function; the output layer stays ``snntorch.Synaptic``.
+
+Loss: the shared readouts, or ``first_spike`` (the outputs' first threshold crossings,
+:mod:`methods.readouts`), differentiated by autograd through the interpolated crossing times.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import snntorch
 from snntorch import surrogate
 
-from methods.api import BpttHparams
+from methods.api import FIRST_SPIKE, READOUTS, BpttHparams
 from methods import lif
 from methods.neurons import adlif, check_neuron, izhikevich
 from methods.torch_common import TorchNetworkMethod, weight_parameters
@@ -105,11 +110,18 @@ class SnntorchNetwork(torch.nn.Module):
         return torch.stack(spikes), torch.stack(traces)
 
 
+@dataclass
+class SnntorchHparams(BpttHparams):
+    """The BPTT backends' hyperparameters; ``loss`` may also be ``first_spike``."""
+
+    losses: ClassVar[tuple[str, ...]] = READOUTS + (FIRST_SPIKE,)
+
+
 class BpttSnntorch(TorchNetworkMethod):
     name = "bptt-snntorch"
-    Hparams = BpttHparams
+    Hparams = SnntorchHparams
     input_format = "dense"
 
-    def build(self, weights: dict[str, np.ndarray], hp: BpttHparams) -> torch.nn.Module:
+    def build(self, weights: dict[str, np.ndarray], hp: SnntorchHparams) -> torch.nn.Module:
         return SnntorchNetwork(weights, lif.Decays.from_hparams(hp), hp.surrogate_slope,
                                hp.neuron, hp.dt_ms)

@@ -1,4 +1,4 @@
-"""Readouts and losses shared by every gradient method (Nowotny et al. 2025, mlGeNN's SHD readouts).
+"""Readouts and losses shared by the gradient methods (Nowotny et al. 2025, mlGeNN's SHD readouts).
 
 A readout turns the output traces V_k(t), t = 0..T-1, into class scores s_k; the loss is the
 cross-entropy of softmax(s) with the label.
@@ -16,13 +16,33 @@ halfway through the window then keeps the window on the speech, not on the silen
 For the weighted readouts the loss's derivative with respect to V_k(t) is
 (softmax(s)_k - onehot_k) w(t) / (B T) for a batch-mean loss: :func:`output_drive` gives it to
 adjoint methods such as EventProp.
+
+First-spike loss (``first_spike``; offered by EventProp and bptt-snntorch, the methods whose
+hyperparameters list it in ``losses``): the outputs are LIF neurons with threshold theta
+(``methods.lif.THETA``) whose membrane is V_o up to their first spike (which is all the loss reads,
+so no reset is modelled). Output c's first spike time is the first threshold crossing of its
+sampled trace, placed by linear interpolation between the samples (sample k at time (k + 1) dt,
+V_o = 0 at time 0, i.e. V_o[-1] = 0):
+
+    t_c = dt (k + (theta - V_o[k-1]) / (V_o[k] - V_o[k-1])),  k the first step with V_o[k] >= theta
+    t_c = T dt (1 + (theta - max_t V_o[t]) / theta)            (fallback: output c never fires)
+
+The fallback continues the time past the window's end, falling as the output's peak nears
+threshold, so a silent output still gets a gradient towards firing. Scores s_c = -t_c / fs_tau,
+so the prediction argmax s is the output that fires first; loss = cross-entropy of softmax(s) +
+fs_early (exp(t_y / (T dt)) - 1), batch mean, the second term keeping the correct output early
+(Wunderlich & Pehle 2021's first-spike loss, with the window as time scale). t_c depends on V_o
+only at the two samples around the crossing (at the peak for the fallback): autograd through
+:func:`first_spike_times` differentiates it exactly with respect to V_o, and EventProp reads the
+same derivative at those samples (:mod:`methods.eventprop.common`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from methods.api import READOUTS
+from methods.api import FIRST_SPIKE, READOUTS, NetworkHparams
+from methods.lif import THETA
 
 
 def time_weights(kind: str, n_steps: int, mu: float = 0.5, sigma: float = 0.25) -> np.ndarray | None:
@@ -105,3 +125,50 @@ class TorchReadout:
 
         scores = self.scores(v_out)
         return F.cross_entropy(scores, labels), scores
+
+
+def first_spike_times(v_out, dt_ms: float):
+    """First spike times t_c (B, C), ms, of the output traces v_out (T, B, C) (module docstring);
+    differentiable with respect to v_out."""
+    import torch
+
+    n_steps = v_out.shape[0]
+    steps = torch.arange(n_steps, device=v_out.device).view(n_steps, 1, 1)
+    k = torch.where(v_out >= THETA, steps, n_steps).amin(dim=0)  # first crossing; T: none
+    fired = k < n_steps
+    at = k.clamp(max=n_steps - 1)
+    v_at = v_out.gather(0, at[None])[0]
+    v_before = torch.where(at > 0, v_out.gather(0, (at - 1).clamp(min=0)[None])[0], 0.0)
+    rise = torch.where(fired, v_at - v_before, 1.0)  # > 0 where fired: v_before < theta <= v_at
+    crossing = dt_ms * (k + (THETA - v_before) / rise)
+    fallback = n_steps * dt_ms * (1.0 + (THETA - v_out.amax(dim=0)) / THETA)
+    return torch.where(fired, crossing, fallback)
+
+
+class FirstSpikeReadout:
+    """Scores -t / fs_tau and the first-spike loss of torch traces (T, B, C) (module docstring)."""
+
+    def __init__(self, dt_ms: float, fs_tau: float, fs_early: float):
+        self.dt_ms, self.fs_tau, self.fs_early = dt_ms, fs_tau, fs_early
+
+    def scores(self, v_out):
+        return -first_spike_times(v_out, self.dt_ms) / self.fs_tau
+
+    def loss(self, v_out, labels):
+        import torch
+        import torch.nn.functional as F
+
+        times = first_spike_times(v_out, self.dt_ms)
+        scores = -times / self.fs_tau
+        t_label = times.gather(1, labels[:, None])[:, 0]
+        window = v_out.shape[0] * self.dt_ms
+        early = self.fs_early * (torch.exp(t_label / window) - 1.0).mean()
+        return F.cross_entropy(scores, labels) + early, scores
+
+
+def torch_readout(hp: NetworkHparams, n_steps: int,
+                  device: str = "cpu") -> TorchReadout | FirstSpikeReadout:
+    """The readout ``hp.loss`` names, for torch traces of ``n_steps`` steps."""
+    if hp.loss == FIRST_SPIKE:
+        return FirstSpikeReadout(hp.dt_ms, hp.fs_tau, hp.fs_early)
+    return TorchReadout(hp.loss, n_steps, hp.gauss_mu, hp.gauss_sigma, device=device)

@@ -15,7 +15,7 @@ import torch
 from methods.api import (MAX_LOSS, Batch, DatasetSpec, InferenceStats, InputError, Method,  # noqa: F401
                          NetworkHparams, check_loss)
 from methods import lif
-from methods.readouts import TorchReadout
+from methods.readouts import torch_readout
 
 
 def weight_parameters(
@@ -116,8 +116,7 @@ class TorchNetworkMethod(TorchModuleState, Method):
                 param.requires_grad_(hparams.trains(name))
         self.optimizer = torch.optim.Adam(
             [p for p in self.net.parameters() if p.requires_grad], lr=hparams.lr)
-        self.readout = TorchReadout(hparams.loss, spec.n_steps, hparams.gauss_mu,
-                                    hparams.gauss_sigma, device=str(self.device))
+        self.readout = torch_readout(hparams, spec.n_steps, device=str(self.device))
         self._stats: InferenceStats | None = None
 
     def train_step(self, batch: Batch) -> dict[str, float]:

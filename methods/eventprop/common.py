@@ -11,21 +11,10 @@ signal of the plain ``sum`` readout is ~1e-4 of ``sum_exp``'s on the default set
 strength that suits one swamps the other (Adam then follows the regulariser alone and silences
 the layer).
 
-First-spike loss (``loss=first_spike``): the outputs are LIF neurons with threshold theta whose
-membrane is V_o up to their first spike (which is all the loss reads, so no reset is modelled).
-Output c's first spike time is the first threshold crossing of its sampled trace, placed by linear
-interpolation between the samples (sample k at time (k + 1) dt, V_o = 0 at time 0):
-
-    t_c = dt (k + (theta - V_o[k-1]) / (V_o[k] - V_o[k-1])),  k the first step with V_o[k] >= theta
-    t_c = T dt (1 + (theta - max_t V_o[t]) / theta)            (fallback: output c never fires)
-
-The fallback continues the time past the window's end, falling as the output's peak nears
-threshold, so a silent output still gets a gradient towards firing. Scores s_c = -t_c / fs_tau;
-loss = cross-entropy of softmax(s) + fs_early (exp(t_y / (T dt)) - 1), the second term keeping the
-correct output early (Wunderlich & Pehle 2021's first-spike loss, with the window as time scale).
-Its derivative reaches V_o at two samples per output (k - 1 and k; at the peak for the fallback):
-``Forward.taps`` holds those steps and ds/dV_o at them, and the backward passes read the output's
-adjoint from them as the max readout does from its one sample.
+First-spike loss (``loss=first_spike``; the first spike times t_c, scores and loss are defined
+in :mod:`methods.readouts`): its derivative reaches V_o at two samples per output (k - 1 and k;
+at the peak for the fallback); ``Forward.taps`` holds those steps and ds/dV_o at them, and the
+backward passes read the output's adjoint from them as the max readout does from its one sample.
 
 Guards: the jump divides by (I - theta), the membrane's slope at the crossing; it is floored at
 ``min_slope``, and lambda_u after a jump is clipped to +-lambda_clip * drive_scale / B.
