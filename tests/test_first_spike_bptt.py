@@ -4,6 +4,8 @@
   (methods/eventprop/common.py: ``FirstSpikeTracker``, ``first_spike_error``) on random traces;
 - autograd's gradient of the loss with respect to the traces equals central finite differences,
   the fallback of an output that never fires included;
+- bptt-snntorch's output-weight gradient on it equals EventProp's (grid mode: the same forward
+  pass, and both differentiate the loss exactly with respect to W_out);
 - bptt-snntorch trains with it through the runner; the methods that do not offer it refuse it.
 """
 
@@ -16,12 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from bench import cli, records
+import methods.eventprop as ep
 from methods.api import InputError, make_hparams
-from methods.bptt_snntorch import SnntorchHparams
+from methods.bptt_snntorch import BpttSnntorch, SnntorchHparams
 from methods.eventprop.common import FirstSpikeTracker, Forward, first_spike_error
 from methods.eventprop.hparams import EventPropHparams
 from methods.lif import THETA
 from methods.readouts import FirstSpikeReadout, first_spike_times
+from tiny import TINY_SPEC, tiny_batch
 
 TINY = ["--set", "hidden=8", "--set", "steps=50", "--set", "batch_size=16", "--no-progress"]
 
@@ -100,6 +104,31 @@ def test_first_spike_loss_gradient_equals_finite_differences(eps: float = 1e-6):
         assert int((column != 0).sum()) == 1
     for b, c in fired.nonzero().tolist():  # the two samples around the crossing, or one at step 0
         assert 1 <= int((grad[:, b, c] != 0).sum()) <= 2
+
+
+def test_bptt_snntorch_output_gradient_equals_eventprops():
+    values = {"hidden": 16, "steps": TINY_SPEC.n_steps, "batch_size": 8, "loss": "first_spike"}
+    bptt = BpttSnntorch()
+    bptt.setup(TINY_SPEC, make_hparams(BpttSnntorch.Hparams, values), 0, "cpu")
+    eventprop = ep.EventProp()
+    eventprop.setup(TINY_SPEC, make_hparams(ep.EventProp.Hparams, values), 0, "cpu")
+    with torch.no_grad():  # both start from lif.init_weights(seed 0); outputs strong enough to fire
+        for net_weights in ({"w_in": bptt.net.w_in, "w_out": bptt.net.w_out}, eventprop.params):
+            net_weights["w_in"].mul_(4.0)
+            net_weights["w_out"].mul_(150.0)
+    dense = tiny_batch(1, batch_size=8, rate=0.3)
+    events = tiny_batch(1, batch_size=8, rate=0.3, fmt="events")
+    labels = torch.from_numpy(dense.y)
+    _, traces = bptt.net(torch.from_numpy(dense.x).float())
+    fired = (traces.detach() >= THETA).any(dim=0)
+    assert fired.any() and not fired.all(), "both firing outputs and the fallback are wanted"
+    loss, _ = bptt.readout.loss(traces, labels)
+    loss.backward()
+    value, grads, _, _ = ep.loss_and_grads(eventprop.net(), events)
+    assert float(loss) == pytest.approx(value, rel=1e-5)
+    want = grads["w_out"]
+    err = float((bptt.net.w_out.grad - want).norm() / want.norm())
+    assert err <= 1e-5, f"W_out gradient: relative error {err:.1e}"
 
 
 def test_first_spike_hparams_are_the_eventprop_ones():
