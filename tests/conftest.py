@@ -31,3 +31,22 @@ def tiny_data(tmp_path_factory):
             times.append(np.sort(rng.uniform(0, 0.05, 600)))
         write_h5(root / f"tiny_{split}.h5", times, units, labels, n_in=700)
     return root
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    """alpha: 3 ok seeds; beta: 2 ok, 1 failed, 1 diverged; gamma: only failures."""
+    from test_report import MiB, make_record, write_all
+
+    recs = [make_record("alpha", s, acc=a, seconds=sec, memory=m, curve=c)
+            for s, a, sec, m, c in ((0, 0.80, 1.0, 100 * MiB, (0.3, 0.6, 0.8)),
+                                    (1, 0.82, 2.0, 110 * MiB, (0.4, 0.7, 0.8)),
+                                    (2, 0.84, 3.0, 120 * MiB, (0.5, 0.5, 0.9)))]
+    recs += [make_record("beta", s, acc=a, seconds=0.5, curve=(0.2, 0.4), synops=2.5e6,
+                         dense=1.2e7, spikes=0.25) for s, a in ((0, 0.5), (1, 0.7))]
+    recs += [make_record("beta", 2, status="failed", error="RuntimeError: out of cheese"),
+             make_record("beta", 3, status="diverged", curve=(0.1,), error="diverged: loss nan")]
+    recs += [make_record("gamma", s, status="failed", error="ValueError: bad shape")
+             for s in (0, 1)]
+    write_all(tmp_path / "runs", recs)
+    return tmp_path
