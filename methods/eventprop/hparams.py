@@ -4,15 +4,17 @@ docstrings of :mod:`methods.eventprop.grid`, :mod:`methods.eventprop.exact` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
-from methods.api import InputError, NetworkHparams, validate_network
+from methods.api import FIRST_SPIKE, READOUTS, InputError, NetworkHparams, validate_network
 
 
 @dataclass
 class EventPropHparams(NetworkHparams):
     """Defaults: the shared network's (mlGeNN's SHD values) plus EventProp's own knobs."""
+
+    losses: ClassVar[tuple[str, ...]] = READOUTS + (FIRST_SPIKE,)
 
     lr: float = field(default=1e-3, metadata={"search": {"low": 1e-4, "high": 2e-2, "log": True},
                                               "from_dataset_budget": True})
@@ -31,11 +33,7 @@ class EventPropHparams(NetworkHparams):
     dtype: Literal["float32", "float64"] = "float32"
 
     def validate(self) -> None:
-        # first_spike is EventProp's own loss; the shared checks know the shared readouts
-        validate_network(replace(self, loss="max") if self.loss == "first_spike" else self)
-        if not self.fs_tau > 0 or self.fs_early < 0:
-            raise InputError(f"fs_tau must be positive and fs_early non-negative, got "
-                             f"{self.fs_tau} and {self.fs_early}")
+        validate_network(self)
         if self.timing not in ("grid", "exact"):
             raise InputError(f"timing must be grid or exact, got {self.timing!r}")
         if self.dtype not in ("float32", "float64"):
