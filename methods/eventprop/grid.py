@@ -82,7 +82,8 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
         fused = (w_rec_np, w_rec is not None, kernels.as_scalar(1.0 - dc.alpha, np_dt),
                  kernels.as_scalar(dc.beta, np_dt), kernels.as_scalar(THETA, np_dt))
         step_buf = torch.empty(K, dtype=torch.int64)
-        pos_buf = torch.empty(K * B * N, dtype=torch.int32)
+        flat_buf = torch.empty(K * B * N, dtype=torch.int32)
+        cur_buf = torch.empty(K * B * N, dtype=dt)
 
     for c0 in range(0, T, K):
         k_len = min(K, T - c0)
@@ -97,9 +98,12 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
         if fused is not None:
             n_pos = kernels.forward_block(
                 d3.numpy(), v.numpy(), i_carry.numpy(), z_carry.numpy(), *fused, z3.numpy(),
-                zf.numpy(), counts.numpy(), step_buf.numpy(), pos_buf.numpy())
+                zf.numpy(), counts.numpy(), step_buf.numpy(), flat_buf.numpy(), cur_buf.numpy())
             i_prev, z_prev = d3[k_len - 1], z3[k_len - 1]
-            z3f, n_step, pos = zf[:k_len], step_buf[:k_len].clone(), pos_buf[:n_pos].long()
+            z3f, n_step = zf[:k_len], step_buf[:k_len].clone()
+            if store:
+                flats.append(flat_buf[:n_pos].clone())
+                currents.append(cur_buf[:n_pos].clone())
         else:
             i_prev, z_prev = i_carry, z_carry
             for i_k, z_k in zip(d3.unbind(0), z3.unbind(0)):  # I, V, z in place
@@ -109,7 +113,10 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
             z3f = zf[:k_len].copy_(z3)
             counts += z3f.sum(0)
             n_step = z3f.view(k_len, B * N).sum(1).to(torch.int64)
-            pos = z3.view(-1).nonzero().squeeze(1) if store else None
+            if store:
+                pos = z3.view(-1).nonzero().squeeze(1)
+                flats.append((pos % (B * N)).to(torch.int32))
+                currents.append(d.view(-1).take(pos))
         i_carry.copy_(i_prev)
         z_carry.copy_(z_prev)
         if weighted:
@@ -126,8 +133,6 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
             if traces:
                 trace_blocks.append(vo_blk.clone())
         if store:
-            flats.append((pos % (B * N)).to(torch.int32))
-            currents.append(d.view(-1).take(pos))
             step_counts.append(n_step)
 
     fw = Forward(scores=None, counts=counts)  # type: ignore[arg-type]
@@ -180,8 +185,11 @@ def grid_backward(net: Net, blocks: EventBlocks, fw: Forward,
         """(flat indices, step within the block, currents) of block c0's stored spikes."""
         k_len = min(K, T - c0)
         s_lo, s_hi = offsets[c0], offsets[c0 + k_len]
-        k_of = torch.repeat_interleave(
-            torch.arange(k_len, device=dev), fw.step_counts[c0:c0 + k_len])
+        counts = fw.step_counts[c0:c0 + k_len]
+        if dev.type == "cpu":  # numpy's repeat is several times faster than torch's here
+            k_of = torch.from_numpy(np.repeat(np.arange(k_len), counts.numpy()))
+        else:
+            k_of = torch.repeat_interleave(torch.arange(k_len, device=dev), counts)
         return fw.flat[s_lo:s_hi].long(), k_of, fw.current[s_lo:s_hi]
 
     # The loss's direct jump terms of every block first: the regulariser is measured in them

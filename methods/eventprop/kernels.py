@@ -22,13 +22,13 @@ except ImportError:  # the torch loops serve
 
 @njit(cache=True, nogil=True)
 def forward_block(d, v, i_prev, z_prev, w_rec, has_rec, w_mem, beta, theta, z, zf, counts,
-                  step_counts, pos):  # pragma: no cover
+                  step_counts, flat, current):  # pragma: no cover
     """Steps a block in place: d (k, B, N) holds the input drive and receives I; v (B, N) the
     membrane; i_prev, z_prev (B, N) the step before the block; z (k, B, N) bool and zf (same,
     0/1 floats) receive the spikes, counts (B, N) adds them up, step_counts (k,) counts them
-    per step and pos receives their flat indices (k * B + b) * N + n in that order; returns
-    how many. w_mem = 1 - alpha; the recurrent input adds the rows of W_rec of the neurons that
-    fired at the step before."""
+    per step, and flat and current receive each spike's index b * N + n and its I, in step
+    order; returns how many. w_mem = 1 - alpha; the recurrent input adds the rows of W_rec of
+    the neurons that fired at the step before."""
     k_len, B, N = d.shape
     n_pos = 0
     for k in range(k_len):
@@ -54,7 +54,8 @@ def forward_block(d, v, i_prev, z_prev, w_rec, has_rec, w_mem, beta, theta, z, z
                     vb[n] = 0.0
                     zfb[n] = 1.0
                     counts[b, n] += 1.0
-                    pos[n_pos] = (k * B + b) * N + n
+                    flat[n_pos] = b * N + n
+                    current[n_pos] = row[n]
                     n_pos += 1
                     n_step += 1
                 else:
