@@ -141,3 +141,26 @@ def test_release_runs_at_half_the_audio_rate_on_a_fast_length():
         cut = membrane.fast_length(size)
         assert size - size // 200 <= cut <= size
         assert cut == size or membrane._smooth(cut // 2 + 1)
+
+
+def test_transfer_table_is_kept_on_disk_and_recomputed_when_corrupt(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    membrane.transfer_table.cache_clear()
+    freqs, computed = membrane.transfer_table(8000, 12)
+    path = membrane.table_file(8000, 12)
+    assert path.is_relative_to(tmp_path) and path.exists()
+
+    def no_computation(*args):
+        raise AssertionError("the table should come from the disk")
+
+    membrane.transfer_table.cache_clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(membrane, "transfer", no_computation)
+        _, loaded = membrane.transfer_table(8000, 12)
+    assert np.array_equal(loaded, computed)
+
+    path.write_bytes(b"not a table")
+    membrane.transfer_table.cache_clear()
+    _, again = membrane.transfer_table(8000, 12)
+    assert np.array_equal(again, computed) and np.array_equal(np.load(path), computed)
+    membrane.transfer_table.cache_clear()

@@ -38,10 +38,15 @@ transform has ``N // 2 + 1`` points, slow when that number has a large prime fac
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 
 import numba
 import numpy as np
+import platformdirs
 from scipy import fft, special
 
 A_STIFF = 3500.0
@@ -108,9 +113,39 @@ def transfer(freqs_hz: np.ndarray, channels: int) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def transfer_table(rate: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(frequencies in Hz, transfer) on the fine grid for one audio rate; cached per process."""
+    """(frequencies in Hz, transfer) on the fine grid for one audio rate. Computing it takes
+    seconds, so it is kept per process and on disk (:func:`table_file`)."""
     freqs = np.linspace(1.0, (rate // 2), TABLE_POINTS)
-    return freqs, transfer(freqs, channels)
+    path = table_file(rate, channels)
+    try:
+        table = np.load(path, allow_pickle=False)
+        if table.shape == (channels, TABLE_POINTS) and table.dtype == np.complex128:
+            return freqs, table
+    except (OSError, ValueError):  # absent, unreadable or corrupt: compute it again
+        pass
+    table = transfer(freqs, channels)
+    _save_quietly(path, table)
+    return freqs, table
+
+
+def table_file(rate: int, channels: int) -> Path:
+    """Where the table of (rate, channels) is kept: the user's cache folder, under a name that
+    includes a digest of this file, so that an edit of the membrane model recomputes it."""
+    source = hashlib.md5(Path(__file__).read_bytes()).hexdigest()[:12]
+    root = Path(platformdirs.user_cache_dir("snn-bench")) / "cochlea"
+    return root / f"transfer-{rate}hz-{channels}ch-{TABLE_POINTS}-{source}.npy"
+
+
+def _save_quietly(path: Path, table: np.ndarray) -> None:
+    """Write atomically (parallel conversions may race); a folder that refuses it only costs
+    the next process the computation."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as f:
+            np.save(f, table, allow_pickle=False)
+        os.replace(f.name, path)
+    except OSError:
+        pass
 
 
 def clip_frequencies(n_samples: int, rate: int) -> np.ndarray:
