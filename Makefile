@@ -23,7 +23,7 @@ bench: setup
 
 ## The test suite (what CI runs)
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 ## On a machine with a CUDA build of torch 2.13.0 (and jax with CUDA for spyx): every torch and JAX
 ## method for one epoch on the GPU, the CPU-vs-GPU tests, and EventProp against BPTT over T, into
