@@ -134,14 +134,13 @@ def prepare(config: RunConfig):
 
 
 def place_readout_window(hparams, overrides: dict, data):
-    """A Gaussian readout window not set by the user goes where the training data's activity is
+    """A Gaussian readout window not set by the user is scaled to the training data's utterances
     (methods/readouts.py)."""
     if (getattr(hparams, "loss", None) != "gauss_window"
             or not window_from_dataset_activity(type(hparams))):
         return hparams
-    centre_ms, spread_ms = data.activity_ms()
-    mu, sigma = readouts.window_for_activity(centre_ms, spread_ms, hparams.steps * hparams.dt_ms,
-                                             hparams.steps)
+    mu, sigma = readouts.window_for_utterance(data.utterance_ms(), hparams.steps * hparams.dt_ms,
+                                              hparams.steps)
     placed = {"gauss_mu": mu, "gauss_sigma": sigma}
     return dataclasses.replace(hparams, **{k: v for k, v in placed.items() if k not in overrides})
 
@@ -250,6 +249,7 @@ def run(config: RunConfig) -> tuple[dict, Path | None]:
             window_ms = hparams.steps * hparams.dt_ms
             record["readout_window"] = {
                 "centre_ms": hparams.gauss_mu * window_ms, "sigma_ms": hparams.gauss_sigma * window_ms,
+                "utterance_ms": data.utterance_ms(),
                 "from_data": sorted({"gauss_mu", "gauss_sigma"} - set_keys)}
         return _train_and_record(config, method_cls, hparams, data, record, out, paths)
 

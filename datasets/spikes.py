@@ -291,17 +291,17 @@ class SpikeDataset(BatchMaker):
             )
         return self._binned[split]
 
-    def activity_ms(self) -> tuple[float, float]:
-        """Where the training split's input activity lies in the window: (centre, spread) in ms,
-        the median of all its spike times inside the window and half the range between their
-        16th and 84th percentiles (one standard deviation, were they normal)."""
+    def utterance_ms(self) -> float:
+        """The training split's typical sample duration in ms: the median over its samples of
+        the last spike time inside the window (samples without spikes left out)."""
         window_s = self.n_steps * self.dt_ms / 1000.0
-        times = self._split("train").times
-        times = times[times < window_s]
-        if times.size == 0:
-            return window_s * 500.0, window_s * 250.0  # no activity: the middle half of the window
-        low, centre, high = np.percentile(times, [16.0, 50.0, 84.0])
-        return float(centre) * 1000.0, float(high - low) * 500.0
+        raw = self._split("train")
+        times = np.minimum(raw.times, window_s)
+        spiking = np.diff(raw.offsets) > 0
+        if not spiking.any():
+            return window_s * 1000.0
+        last = np.maximum.reduceat(times, raw.offsets[:-1][spiking])
+        return float(np.median(last)) * 1000.0
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{s}={self.split_size(s)}" for s in SPLITS)

@@ -97,7 +97,7 @@ class NetworkHparams(BaseHparams):
     tau_syn: float = 5.0
     tau_out: float = 20.0
     loss: str = "sum_exp"
-    # Unless set, the runner places the window on the training data's activity (readouts.py)
+    # Unless set, the runner scales the window to the training data's utterances (readouts.py)
     gauss_mu: float = field(default=0.5, metadata={"from_dataset_activity": True})
     gauss_sigma: float = field(default=0.25, metadata={"from_dataset_activity": True})
     # loss=first_spike: scores -t / fs_tau, t in ms; weight of the term keeping the correct

@@ -9,10 +9,13 @@ cross-entropy of softmax(s) with the label.
     max:           s_k = max_t V_k(t)
 
 ``mu`` and ``sigma`` are fractions of T, so a window keeps its place when T or dt changes. Unless
-set (``--set gauss_mu=``, ``gauss_sigma=``), a run places the window on its training data's
-activity (:func:`window_for_activity`): mu T dt = the median of the training spike times in the
-window, sigma T dt = half the range between their 16th and 84th percentiles. Speech that ends
-halfway through the window then keeps the window on the speech, not on the silence after it.
+set (``--set gauss_mu=``, ``gauss_sigma=``), a run scales the window to its data's utterances
+(:func:`window_for_utterance`): with D the median duration of the training samples (last spike
+time, within the window), mu T dt = 0.5 D and sigma T dt = 0.25 D. Data that fill the window get
+the defaults (mu 0.5, sigma 0.25); speech that ends halfway through it keeps the window on the
+speech, not on the silence after it. (Centring the window on the median spike time instead makes
+it symmetric about the activity, so that two classes playing the same bands in opposite order
+score alike: on the embedded set BPTT's Gaussian readout then stops at the pair level, ~50 %.)
 For the weighted readouts the loss's derivative with respect to V_k(t) is
 (softmax(s)_k - onehot_k) w(t) / (B T) for a batch-mean loss: :func:`output_drive` gives it to
 adjoint methods such as EventProp.
@@ -60,13 +63,15 @@ def time_weights(kind: str, n_steps: int, mu: float = 0.5, sigma: float = 0.25) 
     raise ValueError(f"unknown readout {kind!r}; known: {', '.join(READOUTS)}")
 
 
-def window_for_activity(centre_ms: float, spread_ms: float, window_ms: float,
-                        n_steps: int) -> tuple[float, float]:
-    """(mu, sigma) of the Gaussian window, as fractions of the window, from the data's activity
-    centre and spread in ms; sigma is at least one step."""
-    mu = min(max(centre_ms / window_ms, 0.0), 1.0)
-    sigma = max(spread_ms / window_ms, 1.0 / n_steps)
-    return mu, sigma
+UTTERANCE_MU = 0.5  # the window's centre, as a fraction of the utterance
+UTTERANCE_SIGMA = 0.25  # its width
+
+
+def window_for_utterance(utterance_ms: float, window_ms: float, n_steps: int) -> tuple[float, float]:
+    """(mu, sigma) of the Gaussian window, as fractions of the window, for data whose samples
+    last ``utterance_ms``; sigma is at least one step."""
+    share = min(max(utterance_ms / window_ms, 0.0), 1.0)
+    return UTTERANCE_MU * share, max(UTTERANCE_SIGMA * share, 1.0 / n_steps)
 
 
 def scores_numpy(v_out: np.ndarray, kind: str, mu: float = 0.5, sigma: float = 0.25) -> np.ndarray:

@@ -161,8 +161,9 @@ def test_learning_rate_comes_from_the_dataset_budget_unless_set(tiny_data, tmp_p
 
 
 def test_gaussian_window_is_placed_on_the_data_unless_set(tiny_data, tmp_path):
-    """tiny_data's spikes are uniform over the first 50 ms of a 50-step, 1 ms window: the window's
-    centre goes to their median (~25 ms) and its sigma to half their 16-84 % range (~17 ms)."""
+    """tiny_data's samples last ~50 ms (uniform spikes over the first 50 ms); a 50-step, 1 ms
+    window they fill gets the defaults (0.5, 0.25); a 100 ms window they fill half of gets a
+    centre at 25 ms (0.25 of the window) and a sigma of 12.5 ms."""
     out = tmp_path / "runs"
     base = ["--method", "bptt-snntorch", "--dataset", str(tiny_data), "--epochs", "1", *TINY,
             "--set", "loss=gauss_window"]
@@ -175,9 +176,15 @@ def test_gaussian_window_is_placed_on_the_data_unless_set(tiny_data, tmp_path):
     (c,) = [r for _, r in records.iter_records(out / "c")]
     window = a["readout_window"]
     assert window["from_data"] == ["gauss_mu", "gauss_sigma"]
-    assert window["centre_ms"] == pytest.approx(25.0, abs=1.0)
-    assert window["sigma_ms"] == pytest.approx(17.0, abs=1.0)
-    assert a["hparams"]["gauss_mu"] == pytest.approx(window["centre_ms"] / 50.0)
+    assert window["utterance_ms"] == pytest.approx(50.0, abs=0.5)  # the window is 50 ms: full
+    assert a["hparams"]["gauss_mu"] == pytest.approx(0.5, abs=0.002)
+    assert a["hparams"]["gauss_sigma"] == pytest.approx(0.25, abs=0.001)
+    long = tmp_path / "long"
+    assert run_cli(*base, "--out", str(long), "--set", "dt_ms=2") == 0  # a 100 ms window
+    (d,) = [r for _, r in records.iter_records(long)]
+    assert d["readout_window"]["centre_ms"] == pytest.approx(25.0, abs=0.5)
+    assert d["readout_window"]["sigma_ms"] == pytest.approx(12.5, abs=0.3)
+    assert d["hparams"]["gauss_mu"] == pytest.approx(0.25, abs=0.005)
     assert b["hparams"]["gauss_mu"] == 0.8 and b["readout_window"]["from_data"] == ["gauss_sigma"]
     assert b["hparams"]["gauss_sigma"] == a["hparams"]["gauss_sigma"]
     assert "readout_window" not in c and c["hparams"]["gauss_mu"] == 0.5  # other readouts: as set
