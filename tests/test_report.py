@@ -251,3 +251,10 @@ def test_out_that_cannot_be_written_is_exit_2_before_any_work(mixed, capsys, whe
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error:"), err
     assert str(out) in err
+
+
+def test_variant_labels_round_floats_to_four_digits():
+    from bench.results.grouping import plain
+
+    assert plain(0.4994797706604004) == "0.4995" and plain(1e-3) == "0.001" and plain(30.0) == "30"
+    assert plain("gauss_window") == "gauss_window" and plain(3) == "3"

@@ -27,9 +27,12 @@ def metric_value(record: dict, name: str) -> float | None:
 
 
 def plain(value: Any) -> str:
-    """A hyperparameter value as text: whole floats without a trailing .0."""
+    """A hyperparameter value as text: whole floats without a trailing .0, others to 4
+    significant digits (a window placed from the data is not a round number)."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return f"{value:g}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
     return str(value)
 
 
