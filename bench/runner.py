@@ -130,19 +130,29 @@ def prepare(config: RunConfig):
         hparams = dataclasses.replace(hparams, epochs=data.recommended_epochs)
     if "lr" not in overrides and lr_from_dataset_budget(method_cls.Hparams):
         hparams = dataclasses.replace(hparams, lr=data.recommended_lr)
-    return method_cls, place_readout_window(hparams, overrides, data), data, thread_settings
+    hparams, window = place_readout_window(hparams, overrides, data)
+    return method_cls, hparams, data, thread_settings, window
 
 
-def place_readout_window(hparams, overrides: dict, data):
+def place_readout_window(hparams, overrides: dict, data) -> tuple[Any, dict | None]:
     """A Gaussian readout window not set by the user is scaled to the training data's utterances
-    (methods/readouts.py)."""
-    if (getattr(hparams, "loss", None) != "gauss_window"
-            or not window_from_dataset_activity(type(hparams))):
-        return hparams
-    mu, sigma = readouts.window_for_utterance(data.utterance_ms(), hparams.steps * hparams.dt_ms,
-                                              hparams.steps)
-    placed = {"gauss_mu": mu, "gauss_sigma": sigma}
-    return dataclasses.replace(hparams, **{k: v for k, v in placed.items() if k not in overrides})
+    (methods/readouts.py). Returns the hyperparameters and, for ``loss=gauss_window``, the
+    window for the record: centre and sigma in ms, which of the two came from the data, and the
+    utterance duration they came from."""
+    if getattr(hparams, "loss", None) != "gauss_window":
+        return hparams, None
+    window: dict[str, Any] = {"from_data": []}
+    if window_from_dataset_activity(type(hparams)):
+        utterance = data.utterance_ms()
+        mu, sigma = readouts.window_for_utterance(utterance, hparams.steps * hparams.dt_ms,
+                                                  hparams.steps)
+        placed = {k: v for k, v in {"gauss_mu": mu, "gauss_sigma": sigma}.items()
+                  if k not in overrides}
+        hparams = dataclasses.replace(hparams, **placed)
+        window = {"utterance_ms": utterance, "from_data": sorted(placed)}
+    window_ms = hparams.steps * hparams.dt_ms
+    window.update(centre_ms=hparams.gauss_mu * window_ms, sigma_ms=hparams.gauss_sigma * window_ms)
+    return hparams, window
 
 
 def build_transforms(hparams, spec):
@@ -211,7 +221,7 @@ def run(config: RunConfig) -> tuple[dict, Path | None]:
     Returns the record and where it was written (None when resuming a finished run, which
     writes nothing)."""
     check_config(config)
-    method_cls, hparams, data, thread_settings = prepare(config)
+    method_cls, hparams, data, thread_settings, window = prepare(config)
     check_memory(hparams, data.spec)
     hp_dict = dataclasses.asdict(hparams)
     sources = records.method_sources(config.method)
@@ -244,13 +254,8 @@ def run(config: RunConfig) -> tuple[dict, Path | None]:
                             "dataset_epochs": data.recommended_epochs,
                             "dataset_lr": data.recommended_lr}
         record["dataset_info"] = data.provenance
-        if getattr(hparams, "loss", None) == "gauss_window":
-            set_keys = {pair.split("=", 1)[0].strip() for pair in config.overrides}
-            window_ms = hparams.steps * hparams.dt_ms
-            record["readout_window"] = {
-                "centre_ms": hparams.gauss_mu * window_ms, "sigma_ms": hparams.gauss_sigma * window_ms,
-                "utterance_ms": data.utterance_ms(),
-                "from_data": sorted({"gauss_mu", "gauss_sigma"} - set_keys)}
+        if window is not None:
+            record["readout_window"] = window
         return _train_and_record(config, method_cls, hparams, data, record, out, paths)
 
 

@@ -49,7 +49,7 @@ def test_a_2312_channel_dataset_trains(wide, tmp_path, method):
     config = runner.RunConfig(method=method, dataset=str(wide), epochs=1, out=str(tmp_path),
                               progress=False,
                               overrides=["hidden=8", "steps=30", "batch_size=8"])
-    method_cls, hparams, data, _ = runner.prepare(config)
+    method_cls, hparams, data, _, _ = runner.prepare(config)
     instance = method_cls()
     instance.setup(data.spec, hparams, 0, "cpu")
     state = instance.state_dict()
@@ -90,7 +90,7 @@ def test_input_pool_4_on_700_channels_gives_175(tmp_path):
         "train": _samples(rng, 16, 700), "test": _samples(rng, 8, 700)}, n_in=700)
     config = runner.RunConfig(method="eventprop", dataset=str(prefix), epochs=1, out=str(tmp_path),
                               overrides=["steps=40", "input_pool=4"], progress=False)
-    _, hparams, data, _ = runner.prepare(config)
+    _, hparams, data, _, _ = runner.prepare(config)
     train, evaluate, spec = runner.build_transforms(hparams, data.spec)
     assert data.spec.n_in == 700 and spec.n_in == 175
     plain = next(data.batches("test", 8))
