@@ -35,6 +35,16 @@ class EventBlocks:
         rows = (self.step[e0:e1] - c0) * self.B + self.sample[e0:e1]
         return rows, self.unit[e0:e1], self.count[e0:e1]
 
+    def rows(self, c0: int, k_len: int, dtype: np.dtype):
+        """The events of steps c0 .. c0 + k_len - 1 as (row k' * B + b, unit, count in
+        ``dtype``) arrays in their stored order, or None without events (the fused kernels'
+        form of X)."""
+        part = self._slice(c0, k_len)
+        if part is None:
+            return None
+        rows, units, counts = part
+        return rows, units, counts.astype(dtype, copy=False)
+
     def _tensor(self, crow, cols, vals, size):
         dev = self.device
         return csr(torch.from_numpy(crow).to(dev),

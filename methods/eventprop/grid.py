@@ -78,6 +78,7 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
     fused = None
     if net.fused:
         np_dt = w_in.numpy().dtype
+        w_in_np = w_in.numpy()
         w_rec_np = w_rec.numpy() if w_rec is not None else np.zeros((1, 1), np_dt)
         fused = (w_rec_np, w_rec is not None, kernels.as_scalar(1.0 - dc.alpha, np_dt),
                  kernels.as_scalar(dc.beta, np_dt), kernels.as_scalar(THETA, np_dt))
@@ -88,11 +89,17 @@ def grid_forward(net: Net, blocks: EventBlocks, store: bool, traces: bool = Fals
     for c0 in range(0, T, K):
         k_len = min(K, T - c0)
         d = drive[: k_len * B]
-        x_blk = blocks.block(c0, k_len)
-        if x_blk is None:
+        if fused is not None:  # X W_in, summed row by row in the kernel
             d.zero_()
+            part = blocks.rows(c0, k_len, np_dt)
+            if part is not None:
+                kernels.add_weighted_rows(d.numpy(), part[0], w_in_np, part[1], part[2])
         else:
-            torch.addmm(d, x_blk, w_in, beta=0, out=d)
+            x_blk = blocks.block(c0, k_len)
+            if x_blk is None:
+                d.zero_()
+            else:
+                torch.addmm(d, x_blk, w_in, beta=0, out=d)
         d3 = d.view(k_len, B, N)
         z3 = zbuf[:k_len]
         if fused is not None:
@@ -207,6 +214,8 @@ def grid_backward(net: Net, blocks: EventBlocks, fw: Forward,
     if net.fused:
         np_dt = net.w_in.numpy().dtype
         w_rec_np = w_rec.numpy() if w_rec is not None else np.zeros((1, 1), np_dt)
+        g_rec_np = g_rec.numpy() if g_rec is not None else np.zeros((1, 1), np_dt)
+        reg_np = reg.numpy() if reg is not None else np.zeros(1, np_dt)
     lam_u = torch.zeros(B, N, device=dev, dtype=dt)
     lam_u_flat = lam_u.view(-1)
     lam_i = torch.zeros(K + 2, B, N, device=dev, dtype=dt)
@@ -220,6 +229,20 @@ def grid_backward(net: Net, blocks: EventBlocks, fw: Forward,
         if c0 + K < T:  # slots K, K+1 <- steps c0 + K, c0 + K + 1 (the next block's 0, 1)
             lam_i[K:K + 2].copy_(lam_i[0:2] if K >= 2 else lam_i[0:2].clone())  # K=1 overlaps
         s_lo = offsets[c0]
+        if net.fused:
+            s_hi = offsets[c0 + k_len]
+            edges = np.asarray(offsets[c0:c0 + k_len + 1], dtype=np.int64) - s_lo
+            kernels.backward_block(
+                lam_u.numpy(), lam_i.numpy(), k_len, edges, fw.flat[s_lo:s_hi].numpy(),
+                fw.current[s_lo:s_hi].numpy(), direct.pop(c0).numpy(), reg_np, reg is not None,
+                *(kernels.as_scalar(c, np_dt) for c in (THETA, hp.min_slope, s, -s * inv)),
+                w_rec_np, w_rec is not None,
+                *(kernels.as_scalar(c, np_dt) for c in (alpha, 1.0 - beta, clip)), g_rec_np)
+            part = blocks.rows(c0, k_len, np_dt)  # dL/dW_in += X^T Lambda_I, row by row
+            if part is not None:
+                lam_blk = lam_i[:k_len].view(k_len * B, N).numpy()
+                kernels.add_weighted_rows(g_in.numpy(), part[1], lam_blk, part[0], part[2])
+            continue
         flat, k_of, cur = block_spikes(c0)
         denom = (cur - THETA).clamp_(min=hp.min_slope)  # the guarded (I - theta)
         coef_v = cur / denom  # multiplies lambda_V (= lambda_u after the reset)
@@ -227,14 +250,6 @@ def grid_backward(net: Net, blocks: EventBlocks, fw: Forward,
         const = direct.pop(c0).mul_(coef_g)  # the loss's jump term
         if reg is not None:
             const += s * reg.take(flat % N)
-        if net.fused:
-            edges = np.asarray(offsets[c0:c0 + k_len + 1], dtype=np.int64) - s_lo
-            kernels.backward_block(
-                lam_u.numpy(), lam_i.numpy(), k_len, edges, flat.numpy(), const.numpy(),
-                coef_v.numpy(), coef_g.numpy(), w_rec_np, w_rec is not None,
-                *(kernels.as_scalar(c, np_dt) for c in (alpha, 1.0 - beta, clip)))
-            gradient_sums(blocks, c0, k_len, lam_i, flat, k_of, g_in, g_rec)
-            continue
         sizes = [offsets[c0 + k + 1] - offsets[c0 + k] for k in range(k_len)]
         b_of, n_of = flat // N, flat % N
         per_step = zip(flat.split(sizes), b_of.split(sizes), n_of.split(sizes),

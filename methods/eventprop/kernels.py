@@ -1,8 +1,9 @@
 """Fused CPU kernels (numba) for the per-step loops of grid mode: one call runs a whole block
 of steps, so the cost per step is the arithmetic on B x N numbers instead of a dozen small
 torch calls. They compute what :mod:`methods.eventprop.grid`'s torch loops compute (the forward
-step of :func:`methods.lif_torch.lif_step`, the backward recursion of grid.py's docstring), in
-the same float type, equal to rounding (tests/test_eventprop.py checks spikes, outputs and
+step of :func:`methods.lif_torch.lif_step`, the backward recursion of grid.py's docstring, and
+the sparse products X W_in, X^T Lambda_I and Z^T Lambda_I[+1], here a row added per input event
+or spike with no matrix built), in the same float type, equal to rounding (tests/test_eventprop.py checks spikes, outputs and
 gradients against the torch loops). Without numba, or off the CPU, grid.py uses its torch loops.
 """
 
@@ -76,11 +77,33 @@ def _shift_term(w_row, hi, lo):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
-def backward_block(lam_u, lam_i, k_len, edges, flat, const, coef_v, coef_g, w_rec, has_rec,
-                   alpha, w_syn, clip):  # pragma: no cover
-    """The adjoint over a block, backward in place: lam_u (B, N) (scaled as in grid.py),
+def _add_row(out_row, src_row):  # pragma: no cover
+    for m in range(out_row.shape[0]):
+        out_row[m] += src_row[m]
+
+
+@njit(cache=True, nogil=True)
+def add_weighted_rows(out, out_idx, src, src_idx, weight):  # pragma: no cover
+    """out[out_idx[j]] += weight[j] * src[src_idx[j]] for every j, in order: a sparse product
+    without building its matrix (the input drive X W_in, and X^T Lambda_I for dL/dW_in)."""
+    for j in range(out_idx.shape[0]):
+        o, r, w = out[out_idx[j]], src[src_idx[j]], weight[j]
+        for m in range(o.shape[0]):
+            o[m] += w * r[m]
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def backward_block(lam_u, lam_i, k_len, edges, flat, current, direct, reg, has_reg, theta,
+                   min_slope, s, neg_s_inv, w_rec, has_rec, alpha, w_syn, clip,
+                   g_rec):  # pragma: no cover
+    """The adjoint over a block, backward in place: lam_u (B, N) (scaled by s, as in grid.py),
     lam_i (K + 2, B, N) with slot k = step c0 + k; the spikes of step k are
-    flat[edges[k]:edges[k + 1]] (b * N + n) with their jump coefficients. w_syn = 1 - beta."""
+    flat[edges[k]:edges[k + 1]] (b * N + n), with their current I and the loss's direct term.
+    Each spike's jump coefficients are grid.py's: denominator max(I - theta, min_slope),
+    -s / ((1 - alpha) denominator) on the shift and loss terms, I / denominator on lambda_V,
+    plus s reg[n] (the regulariser). w_syn = 1 - beta. With recurrence, each spike also adds
+    its lambda_I[t+1] row to g_rec (dL/dW_rec), read where the shift term reads it."""
     B, N = lam_u.shape
     for k in range(k_len - 1, -1, -1):
         for b in range(B):
@@ -89,9 +112,14 @@ def backward_block(lam_u, lam_i, k_len, edges, flat, const, coef_v, coef_g, w_re
         for j in range(edges[k], edges[k + 1]):
             f = flat[j]
             b, n = f // N, f % N
-            val = const[j] + lam_u[b, n] * coef_v[j]
+            denom = max(current[j] - theta, min_slope)
+            coef_g = neg_s_inv / denom
+            val = direct[j] * coef_g + lam_u[b, n] * (current[j] / denom)
+            if has_reg:
+                val += s * reg[n]
             if has_rec:
-                val += _shift_term(w_rec[n], lam_i[k + 2, b], lam_i[k + 1, b]) * coef_g[j]
+                val += _shift_term(w_rec[n], lam_i[k + 2, b], lam_i[k + 1, b]) * coef_g
+                _add_row(g_rec[n], lam_i[k + 1, b])
             if clip > 0:
                 val = min(max(val, -clip), clip)
             lam_u[b, n] = val
