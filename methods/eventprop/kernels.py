@@ -3,8 +3,10 @@ of steps, so the cost per step is the arithmetic on B x N numbers instead of a d
 torch calls. They compute what :mod:`methods.eventprop.grid`'s torch loops compute (the forward
 step of :func:`methods.lif_torch.lif_step`, the backward recursion of grid.py's docstring, and
 the sparse products X W_in, X^T Lambda_I and Z^T Lambda_I[+1], here a row added per input event
-or spike with no matrix built), in the same float type, equal to rounding (tests/test_eventprop.py checks spikes, outputs and
-gradients against the torch loops). Without numba, or off the CPU, grid.py uses its torch loops.
+or spike with no matrix built), in the same float type, equal to rounding
+(tests/test_eventprop_grid.py checks spikes, outputs and gradients against the torch loops, and
+tests/test_eventprop_oracle.py both against the oracle). Without numba, or off the CPU, grid.py
+uses its torch loops.
 """
 
 from __future__ import annotations
