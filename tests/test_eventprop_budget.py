@@ -94,3 +94,15 @@ def test_remedy_lifts_mean_current_to_the_revive_drive():
     assert bool((drive >= need - 1e-6).all())
     assert float(drive[:3].min()) == pytest.approx(need, rel=1e-5)  # far below: lifted to it
     assert torch.equal(after[:, ~silent].float(), before[:, ~silent])
+
+
+def test_a_coarse_grid_step_is_warned_and_a_fine_one_is_not():
+    """Grid mode warns where its step is coarse for the synapse (the cosine of its hidden
+    gradients to exact mode's falls from 0.93 at tau_syn / 5 to ~0 at 2 tau_syn)."""
+    coarse = make_hparams(EventPropHparams, {"steps": 100, "dt_ms": 10.0})
+    assert "coarse" in adapter.coarse_grid_warning(coarse)
+    assert adapter.coarse_grid_warning(make_hparams(EventPropHparams, {})) is None  # 1 ms
+    exact = make_hparams(EventPropHparams, {"steps": 100, "dt_ms": 10.0, "timing": "exact"})
+    assert adapter.coarse_grid_warning(exact) is None
+    with pytest.warns(UserWarning, match="dt_ms=10"):
+        EventProp().setup(TINY_SPEC, coarse, 0, "cpu")
