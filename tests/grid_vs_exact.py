@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -49,6 +50,7 @@ def main() -> int:
 
     measure.configure_threads(1)
     measure.apply_torch_threads(1)
+    warnings.filterwarnings("ignore", message="eventprop: dt_ms")  # the coarse steps are the point
     import datasets
 
     print(f"{args.dataset}, {args.samples} training samples, seed {args.seed}: cosine of grid- "
