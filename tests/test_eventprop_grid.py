@@ -1,7 +1,7 @@
 """EventProp's grid mode (methods/eventprop/grid.py): the same forward pass as the reference and
 bptt-snntorch; the fused kernels equal the torch loops; block size, event order and the sparse
-or dense recurrent term change nothing; the store grows with the spikes only. (The gradient
-itself: tests/test_eventprop_oracle.py.)"""
+or dense recurrent term change nothing; the weighted row sums equal the dense product; the store
+grows with the spikes only. (The gradient itself: tests/test_eventprop_oracle.py.)"""
 
 from __future__ import annotations
 
@@ -116,6 +116,28 @@ def test_sparse_and_dense_recurrent_terms_agree():
     for key in grads[0]:
         torch.testing.assert_close(grads[0][key], grads[1][key], rtol=1e-10, atol=1e-15)
     assert float(grads[0]["w_rec"].abs().max()) > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weighted_row_sums_equal_the_dense_product(dtype):
+    """kernels.add_weighted_rows (the drive X W_in and dL/dW_in's X^T Lambda_I): runs of every
+    length from 1 to 9 of one target row (the kernel sums runs four rows at a time), distinct
+    weights, against the dense product."""
+    pytest.importorskip("numba")
+    from methods.eventprop import kernels
+    rng = np.random.default_rng(0)
+    n_out, n_src, width = 12, 7, 33
+    out_idx = np.concatenate([np.full(r, i, np.int64) for i, r in enumerate(range(1, 10))]
+                             + [rng.integers(0, n_out, 40)])
+    src_idx = rng.integers(0, n_src, out_idx.size)
+    weight = rng.uniform(0.5, 3.0, out_idx.size).astype(dtype)
+    src = rng.normal(size=(n_src, width)).astype(dtype)
+    out = rng.normal(size=(n_out, width)).astype(dtype)
+    x = np.zeros((n_out, n_src))
+    np.add.at(x, (out_idx, src_idx), weight.astype(np.float64))
+    want = out.astype(np.float64) + x @ src.astype(np.float64)
+    kernels.add_weighted_rows(out, out_idx, src, src_idx, weight)
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-5 if dtype == np.float32 else 1e-12)
 
 
 def test_event_order_does_not_matter():

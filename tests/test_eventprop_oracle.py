@@ -179,7 +179,9 @@ def case(seed: int, recurrent: bool):
          "w_out": rng.normal(0.0, 0.5, (HIDDEN, N_OUT))}
     if recurrent:
         w["w_rec"] = rng.normal(0.0, 0.4, (HIDDEN, HIDDEN))
-    x = (rng.random((BATCH, STEPS, N_IN)) < 0.3).astype(np.float64)
+    # counts of 1-3 per step and channel, as binned input has
+    x = (rng.random((BATCH, STEPS, N_IN)) < 0.3) * rng.integers(1, 4, (BATCH, STEPS, N_IN))
+    x = x.astype(np.float64)
     y = rng.integers(0, N_OUT, BATCH)
     return w, x, y
 
