@@ -41,22 +41,21 @@ if [ -z "$methods" ]; then
   exit 2
 fi
 
-# Shared by every method: a small network, 100 steps over the 1 s window (EventProp: 1000),
-# batch 16, learning rate 0.02. Chosen so that the accuracy holds across machines: on another CPU (another
-# instruction set: other rounding) a run moves like a run of another seed, so the check allows
-# max(4 points, 2 x the seed std of the baseline's own four runs). bptt-snntorch, with the plain
-# `sum` readout, settles within 2 epochs at the level per-channel spike counts allow on this set
-# (about 0.5; its seeds agree within a test sample or two). EventProp runs `sum_exp` for 5 epochs
-# at 1000 steps of 1 ms (its epoch costs about the same as at 10 ms): at 10 ms its grid-mode
-# hidden gradients are far from the exact ones (docs/eventprop.md, section 9) and training there
-# is erratic, so that a change of floating-point summation order alone moved its four seeds'
-# spread from 3.4 to 9.8 points. Both allowances stay below 10 points: a rerun passes, a
-# 10-point drop fails (tests/test_compare.py checks both). The comparison runs with --any-cpu.
-# Peak training memory is allowed 32 MiB either way (the baseline's "tolerances"): these runs
-# peak at 14-55 MiB, and code pages the process first touches while training count in the
-# resident size, so the same commit measured 13.8 MiB in one install of the environment and
-# 26.9 MiB in another on the same machine; a fraction of a figure this small cannot hold across
-# installs.
+# Shared by every method: a small network, 100 steps over the 1 s window (EventProp: 1000), batch
+# 16, learning rate 0.02. Chosen so that the accuracy holds across machines: on another CPU
+# (another instruction set: other rounding) a run moves like a run of another seed, so the check
+# allows max(4 points, 2 x the seed std of the baseline's own four runs). bptt-snntorch, with the
+# plain `sum` readout, settles within 2 epochs at the level per-channel spike counts allow on this
+# set (about 0.5; its seeds agree within a test sample or two). EventProp runs `sum_exp` for 5
+# epochs at 1000 steps of 1 ms (its epoch costs about the same as at 10 ms): at 10 ms its grid-mode
+# hidden gradients are far from the exact ones (docs/eventprop.md, section 9) and training there is
+# erratic, so that a change of floating-point summation order alone moved its four seeds' spread
+# from 3.4 to 9.8 points. Both allowances stay below 10 points: a rerun passes, a 10-point drop
+# fails (tests/test_compare.py checks both). The comparison runs with --any-cpu. Peak training
+# memory is allowed 32 MiB either way (the baseline's "tolerances"): these runs peak at 14-55 MiB,
+# and code pages the process first touches while training count in the resident size, so the same
+# commit measured 13.8 MiB in one install of the environment and 26.9 MiB in another on the same
+# machine; a fraction of a figure this small cannot hold across installs.
 SEEDS=0,1,2,3
 COMMON=(--set hidden=32 --set steps=100 --set dt_ms=10 --set batch_size=16 --set lr=0.02)
 declare -A EPOCHS=([bptt-snntorch]=2 [eventprop]=5)
