@@ -251,6 +251,7 @@ def run(config: RunConfig) -> tuple[dict, Path | None]:
         )
         record["run_key"] = run_key
         record["budget"] = {"epochs": hparams.epochs, "lr": getattr(hparams, "lr", None),
+                            "lr_schedule": getattr(hparams, "lr_schedule", "constant"),
                             "dataset_epochs": data.recommended_epochs,
                             "dataset_lr": data.recommended_lr}
         record["dataset_info"] = data.provenance

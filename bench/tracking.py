@@ -2,7 +2,7 @@
 sent to an experiment tracker, in a local store beside the records by default.
 
 The runner calls :func:`make_tracker` once, ``log_epoch(row)`` after every epoch (row: epoch,
-train_loss, train_acc, valid_acc, seconds, wall_seconds and, where the method reports it,
+train_loss, train_acc, valid_acc, lr, seconds, wall_seconds and, where the method reports it,
 hidden_spikes_per_sample) and ``log_final(record)`` once at the end, whatever the run's status.
 
 * tensorboard: event files in ``OUT/tensorboard/<run_id>/`` (``tensorboard --logdir

@@ -3,6 +3,13 @@
 Per epoch: the memory gauge is armed; each training step is timed between two ``sync()`` calls;
 the gauge is read; untimed validation; a checkpoint and a progress file. A run resumed from a
 checkpoint continues its clocks and its peak, so the record covers the whole run.
+
+Learning-rate schedule (``lr_schedule``), one rate per epoch e = 0..E-1 of E, base rate lr:
+    constant  lr_e = lr
+    cosine    lr_e = lr (1 + cos(pi e / E)) / 2   (Loshchilov & Hutter 2017, without restarts:
+              lr in the first epoch, lr (1 + cos(pi (E-1)/E)) / 2 ~ lr pi^2 / (4 E^2) in the last)
+The method takes each epoch's rate through ``Method.set_lr`` before the epoch's first step; the
+curve records it.
 """
 
 from __future__ import annotations
@@ -28,6 +35,15 @@ class TimeLimitReached(Exception):
     pass
 
 
+def scheduled_lr(lr: float, schedule: str, epoch: int, epochs: int) -> float:
+    """The rate of epoch ``epoch`` (0-based) of ``epochs`` under ``schedule`` (module doc)."""
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return lr * (1.0 + math.cos(math.pi * epoch / epochs)) / 2.0
+    raise InputError(f"unknown lr_schedule {schedule!r}; known: constant, cosine")
+
+
 class Trainer:
     """Trains ``method`` on ``data`` for ``hparams.epochs`` epochs, filling ``record``."""
 
@@ -48,6 +64,7 @@ class Trainer:
     def train(self) -> None:
         if self.config.resume:
             self.load_checkpoint()
+        self._check_schedule()
         self.data.prepare(self.hp.batch_size, self.fmt, self.transforms["train"])
         checkpoints.load_backend()  # the checkpoint writer's torch, below the baseline (JAX runs too)
         from rich.console import Console
@@ -70,8 +87,23 @@ class Trainer:
         self.clock.stop()
         self._evaluate_test()
 
+    def _check_schedule(self) -> None:
+        """A schedule the method cannot follow is bad input: refused before any training."""
+        if self.hp.lr_schedule == "constant":
+            return
+        try:
+            self.method.set_lr(self._epoch_lr())
+        except NotImplementedError as exc:
+            raise InputError(f"lr_schedule={self.hp.lr_schedule}: {exc}") from None
+
+    def _epoch_lr(self) -> float:
+        return scheduled_lr(self.hp.lr, self.hp.lr_schedule, self.epoch, self.hp.epochs)
+
     def _train_epoch(self, progress, task) -> None:
         epoch_clock = measure.Clock()
+        lr = self._epoch_lr()
+        if self.hp.lr_schedule != "constant":
+            self.method.set_lr(lr)
         loss_sum, correct, seen = 0.0, 0, 0
         watch = _ActivityWatch(self.n_classes)
         self.memory.resume_phase()
@@ -102,7 +134,7 @@ class Trainer:
         self.best_valid = valid_acc if self.best_valid is None else max(self.best_valid, valid_acc)
         self.epoch += 1
         row = {"epoch": self.epoch, "train_loss": loss_sum / max(seen, 1),
-               "train_acc": correct / max(seen, 1), "valid_acc": valid_acc,
+               "train_acc": correct / max(seen, 1), "valid_acc": valid_acc, "lr": lr,
                "seconds": epoch_clock.total, "wall_seconds": time.monotonic() - self.started}
         if watch.spikes is not None:
             row["hidden_spikes_per_sample"] = watch.spikes / max(seen, 1)

@@ -61,6 +61,9 @@ class BaseHparams:
     # The Adam rate. Unless set (--set lr=...), a run takes the dataset's recommended rate, the
     # one its epoch budget was chosen with; this default is for use outside the runner.
     lr: float = field(default=1e-3, metadata={"from_dataset_budget": True})
+    # How the rate changes over the epochs (bench/trainer.py): held at ``lr``, or a cosine
+    # decay from ``lr`` in the first epoch towards zero after the last.
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     # Input augmentation (training batches only; see datasets/transforms.py).
     aug_shift: int = 0  # random shift of all channels of a sample by up to +-aug_shift
     aug_blend: float = 0.0  # extra samples per batch, as a fraction, blended from two of one class
@@ -146,6 +149,17 @@ class Method:
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         raise NotImplementedError
+
+    def set_lr(self, lr: float) -> None:
+        """Train the coming epoch at rate ``lr`` (the harness's schedule, ``lr_schedule``). The
+        default serves adapters whose ``self.optimizer`` is a torch optimiser; an adapter with
+        another optimiser overrides it."""
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None or not hasattr(optimizer, "param_groups"):
+            raise NotImplementedError(f"{self.name or type(self).__name__} cannot change its "
+                                      "learning rate during a run")
+        for group in optimizer.param_groups:
+            group["lr"] = lr
 
     def end_epoch(self, epoch: int) -> None:
         """Called after each epoch's training steps (untimed), e.g. a silent-neuron remedy."""

@@ -235,8 +235,11 @@ def loss_fn(params, graphdef, x, labels, mask, kind: str, mu: float, sigma: floa
 
 
 def adam(lr: float) -> optax.GradientTransformation:
-    """torch.optim.Adam's defaults: betas (0.9, 0.999), eps 1e-8 outside the square root."""
-    return optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0)
+    """torch.optim.Adam's defaults: betas (0.9, 0.999), eps 1e-8 outside the square root. The
+    rate lives in the optimiser state (``hyperparams["learning_rate"]``), an argument of the
+    compiled step, so a schedule changes it without recompiling."""
+    return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=0.9, b2=0.999, eps=1e-8,
+                                                eps_root=0.0)
 
 
 def readout_only(grads):
@@ -304,7 +307,7 @@ class BpttSpyx(Method):
         self._train_jit, self._predict_jit = jax.jit(train), jax.jit(predict)
         # what makes two instances' steps the same program (the graph definition holds the
         # decays, slope and sizes; the weights' values are arguments)
-        self._program_key = (self.graphdef, hparams.lr, hparams.loss, hparams.gauss_mu,
+        self._program_key = (self.graphdef, hparams.loss, hparams.gauss_mu,
                              hparams.gauss_sigma, hparams.train_hidden, str(self.device))
         self._train_compiled: dict[tuple, Any] = {}
         self._predict_compiled: dict[tuple, Any] = {}
@@ -397,6 +400,12 @@ class BpttSpyx(Method):
 
     def sync(self) -> None:
         jax.block_until_ready((self.params, self.opt_state))
+
+    def set_lr(self, lr: float) -> None:
+        hyper = dict(self.opt_state.hyperparams)
+        hyper["learning_rate"] = jax.device_put(
+            jnp.asarray(lr, dtype=hyper["learning_rate"].dtype), self.device)
+        self.opt_state = self.opt_state._replace(hyperparams=hyper)
 
     def weights(self) -> dict[str, np.ndarray]:
         """Current weights as numpy, named as in :func:`methods.lif.init_weights`."""

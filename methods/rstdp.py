@@ -147,6 +147,7 @@ class RStdp(Method):
     def setup(self, spec: DatasetSpec, hparams: RStdpHparams, seed: int, device: str) -> None:
         seed_torch(seed)
         self.spec, self.hp, self.device = spec, hparams, torch_device(device)
+        self.lr = hparams.lr  # the schedule's rate for the current epoch (set_lr)
         self.dec = lif.Decays.from_hparams(hparams)
         rng = np.random.default_rng(seed)
         shared = lif.init_weights(seed, spec.n_in, hparams.hidden, spec.n_classes, hparams.recurrent)
@@ -246,10 +247,13 @@ class RStdp(Method):
             gate = torch.nn.functional.one_hot(decision, elig.shape[2]).to(elig.dtype)
             elig = elig * gate[:, None, :]
         delta = (modulator[:, None, None] * elig).mean(dim=0)
-        self.w_out += hp.lr * self.w_scale * delta
+        self.w_out += self.lr * self.w_scale * delta
         if hp.normalise:
             self.w_out.clamp_(min=0.0)
             self.w_out *= self.norm / (self.pre_rate @ self.w_out).clamp(min=1e-12)
+
+    def set_lr(self, lr: float) -> None:
+        self.lr = lr
 
     def adapt_thresholds(self, decision: torch.Tensor) -> None:
         """Homeostasis, label-free: theta_k += h (wins_k / B - 1 / C), kept >= 0.1."""

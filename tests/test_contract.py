@@ -128,3 +128,34 @@ def test_rstdp_refuses_train_hidden_false():
     cls = registry.load_method("rstdp")
     with pytest.raises(InputError, match="train_hidden=false does not apply"):
         tiny_hparams(cls, train_hidden=False)
+
+
+def _learned(state: dict) -> dict[str, np.ndarray]:
+    """The weights a method learns: those of :func:`_weights`, an ANN's (ann-conversion) and
+    top-level ``w_out`` (r-stdp)."""
+    out = _weights(state)
+    out.update(_weights(state.get("ann", {}), "ann."))
+    if "w_out" in state:
+        out["w_out"] = state["w_out"].detach().cpu().numpy().copy()
+    return out
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_set_lr_sets_the_rate_of_the_next_steps(name):
+    """The harness's schedule (bench/trainer.py) reaches every method: at rate 0 a training
+    step leaves the weights as they are, at the base rate it moves them."""
+    method = _trained(name, seed=0, steps=1)
+    cls = type(method)
+    before = _learned(method.state_dict())
+    assert before, f"{name}: no weights found in its state"
+    method.set_lr(0.0)
+    method.train_step(tiny_batch(200, fmt=cls.input_format, rate=1.0))
+    frozen = _learned(method.state_dict())
+    for path, value in before.items():
+        np.testing.assert_allclose(frozen[path], value, rtol=1e-6, atol=1e-7,
+                                   err_msg=f"{name}: {path} moved at rate 0")
+    method.set_lr(tiny_hparams(cls).lr)
+    method.train_step(tiny_batch(201, fmt=cls.input_format, rate=1.0))
+    moved = _learned(method.state_dict())
+    assert any(not np.allclose(moved[p], v) for p, v in before.items()), \
+        f"{name}: no weight moved at the base rate"

@@ -160,6 +160,38 @@ def test_learning_rate_comes_from_the_dataset_budget_unless_set(tiny_data, tmp_p
     assert not lr_from_dataset_budget(registry.load_method("rstdp").Hparams)
 
 
+def test_cosine_schedule_sets_and_records_each_epochs_rate(tiny_data, tmp_path):
+    import math
+
+    from bench.trainer import scheduled_lr
+
+    out = tmp_path / "runs"
+    assert run_cli("--method", "bptt-snntorch", "--dataset", str(tiny_data), "--out", str(out),
+                   "--epochs", "3", *TINY, "--set", "lr=0.004", "--set",
+                   "lr_schedule=cosine") == 0
+    record = only_record(out)
+    assert record["budget"]["lr_schedule"] == "cosine"
+    rates = [row["lr"] for row in record["curve"]]
+    assert rates == pytest.approx([0.004, 0.003, 0.001])
+    assert [scheduled_lr(0.1, "cosine", e, 4) for e in range(4)] == pytest.approx(
+        [0.1 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)])
+    assert scheduled_lr(0.1, "constant", 3, 4) == 0.1
+
+
+def test_a_schedule_the_method_cannot_follow_is_bad_input(tiny_data, tmp_path, fakes, capsys,
+                                                          monkeypatch):
+    monkeypatch.setitem(registry.METHODS, "fake-constant", "fake_methods:NothingDense")
+    out = tmp_path / "runs"
+    assert run_cli("--method", "fake-constant", "--dataset", str(tiny_data), "--out", str(out),
+                   "--epochs", "2", "--no-progress", "--set", "lr_schedule=cosine") == 2
+    err = capsys.readouterr().err
+    assert "lr_schedule=cosine" in err and "cannot change its learning rate" in err
+    assert "Traceback" not in err and not list(out.glob("*.json"))
+    assert run_cli("--method", "bptt-snntorch", "--dataset", str(tiny_data), "--out", str(out),
+                   "--epochs", "1", *TINY, "--set", "lr_schedule=linear") == 2
+    assert "bad value for lr_schedule" in capsys.readouterr().err
+
+
 def test_gaussian_window_is_placed_on_the_data_unless_set(tiny_data, tmp_path):
     """tiny_data's samples last ~50 ms (uniform spikes over the first 50 ms); a 50-step, 1 ms
     window they fill gets the defaults (0.5, 0.25); a 100 ms window they fill half of gets a
