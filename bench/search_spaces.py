@@ -77,6 +77,7 @@ _GAUSS = (("loss", "gauss_window"),)
 # Hparams has a field of that name and declares no range of its own.
 CATALOG: dict[str, Param] = {
     "lr": Param("float", 1e-4, 1e-2, log=True),
+    "lr_schedule": Param("categorical", choices=("constant", "cosine"), on=False),
     "tau_mem": Param("float", 10.0, 80.0, log=True),  # ms; kept above tau_syn: no tau_m = tau_s
     "tau_syn": Param("float", 1.0, 8.0, log=True),  # ms
     "tau_out": Param("float", 10.0, 80.0, log=True, on=False),

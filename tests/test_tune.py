@@ -80,6 +80,9 @@ def test_space_is_built_from_the_fields_the_method_has():
     assert list(search_spaces.space_for(EventPropLike, params="lr,tau_mem")) == ["lr", "tau_mem"]
     changed = search_spaces.space_for(EventPropLike, params="+aug_dropout,-aug_blend")
     assert "aug_dropout" in changed and "aug_blend" not in changed
+    assert "lr_schedule" not in space  # off unless asked for
+    scheduled = search_spaces.space_for(EventPropLike, params="+lr_schedule")["lr_schedule"]
+    assert scheduled.kind == "categorical" and set(scheduled.choices) == {"constant", "cosine"}
     with pytest.raises(InputError):
         search_spaces.space_for(EventPropLike, params="surrogate_slope")
 
