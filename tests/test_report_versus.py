@@ -64,6 +64,21 @@ def test_versus_pairs_seeds_and_reports_the_mean_difference(tmp_path, capsys):
     assert "Within" not in " ".join(md_header(section))  # no margin, no verdict column
 
 
+def test_a_variant_the_reference_did_not_run_is_shown_unpaired(tmp_path):
+    """The reference ran two variants, alpha a third: alpha's row is listed with nothing paired
+    (and no verdict), not silently left out of the comparison."""
+    recs = _paired_records()
+    hp = {"hidden": 16, "steps": 50, "batch_size": 16, "loss": "c"}
+    recs += [make_record("alpha", seed, acc=0.5, version="ac", hparams=hp) for seed in range(3)]
+    write_all(tmp_path / "runs", recs)
+    markdown, _, _ = run_report(tmp_path, "--versus", "ref", "--margin", "1")
+    section = markdown.split("### Paired by seed against ref", 1)[1]
+    c = md_cells(section, "alpha", "loss=c")
+    assert c["Seeds paired"] == "none (3 unpaired)"
+    assert c["Difference, points (± s.e.)"] == "—" and c["Within 1 point or better"] == "n/a"
+    assert md_cells(section, "alpha", "loss=a")["Seeds paired"] == "0-2 (n=3), 2 unpaired"
+
+
 @pytest.mark.parametrize("diffs, verdict", [
     ((2, 3, 4), "yes"),  # mean 3, s.e. 0.58, interval 0.5 .. 5.5: above -1
     ((-2, 0, 1), "no"),  # mean -0.3 (above -1), interval -4.1 .. 3.5: the lower end is below -1

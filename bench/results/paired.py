@@ -84,10 +84,11 @@ def pair(row_group, reference_group, margin: float | None) -> Pairing:
 
 
 def pairings(groups: list, reference: str, margin: float | None) -> list[Pairing]:
-    """A Pairing for every group of another method that has a reference group of the same dataset
-    and variant label, or whose dataset has a single reference group (the reference ran one
-    configuration: every variant is compared with it). InputError when the reference method has
-    no runs at all."""
+    """A Pairing for every group of another method in a dataset where the reference ran: against
+    the reference group of the same variant label, or the dataset's single reference group (the
+    reference ran one configuration: every variant is compared with it). A group with no such
+    partner still gets a Pairing, with no seeds paired, so that the table shows it unpaired
+    instead of leaving it out. InputError when the reference method has no runs at all."""
     if margin is not None and not (margin >= 0 and math.isfinite(margin)):
         raise InputError(f"--margin must be a non-negative number of points, got {margin}")
     references = {(g.dataset, g.label): g for g in groups if g.method == reference}
@@ -98,10 +99,20 @@ def pairings(groups: list, reference: str, margin: float | None) -> list[Pairing
     single = {dataset: ref for (dataset, _), ref in references.items() if per_dataset[dataset] == 1}
     out = []
     for group in groups:
+        if group.method == reference or group.dataset not in per_dataset:
+            continue
         partner = references.get((group.dataset, group.label)) or single.get(group.dataset)
-        if group.method != reference and partner is not None:
-            out.append(pair(group, partner, margin))
+        out.append(pair(group, partner, margin) if partner is not None
+                   else unpaired(group, reference, margin))
     return out
+
+
+def unpaired(group, reference: str, margin: float | None) -> Pairing:
+    """A row whose variant the reference did not run (and the reference ran several)."""
+    return Pairing(dataset=group.dataset, method=group.method, variant=group.label,
+                   reference=reference, seeds=[], acc=None, reference_acc=None,
+                   diff_points=None, stderr_points=None, interval=None,
+                   unpaired=len(accuracy_by_seed(group)), margin=margin)
 
 
 def fmt_diff(pairing: Pairing) -> str:
@@ -115,7 +126,7 @@ def fmt_diff(pairing: Pairing) -> str:
 
 def fmt_seeds(pairing: Pairing) -> str:
     if not pairing.seeds:
-        return "none"
+        return f"none ({pairing.unpaired} unpaired)" if pairing.unpaired else "none"
     seeds = pairing.seeds
     consecutive = seeds == list(range(seeds[0], seeds[-1] + 1))
     text = f"{seeds[0]}-{seeds[-1]}" if consecutive and len(seeds) > 2 else ",".join(map(str, seeds))
