@@ -25,6 +25,9 @@ from pathlib import Path
 RUN_COMMAND: list[str] = [sys.executable, "-m", "bench", "run"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_S = 30.0
+# What a run given --resume prints when its configuration already has a finished record in the
+# output folder (it writes no new one); the suite takes that record's path from this line.
+ALREADY_FINISHED = "note: this configuration already finished; its record is "
 _PR_SET_PDEATHSIG = 1
 
 

@@ -23,7 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import checkpoints, measure, records, registry
+from bench import checkpoints, launcher, measure, records, registry
 from bench.locks import Lock
 from bench.trainer import TimeLimitReached, Trainer
 from datasets.catalog import DEFAULT_DATASET
@@ -237,7 +237,7 @@ def run(config: RunConfig) -> tuple[dict, Path | None]:
         if config.resume:
             done = finished_record(out, run_key)
             if done is not None:
-                print(f"note: this configuration already finished; its record is {done}. "
+                print(f"{launcher.ALREADY_FINISHED}{done}. "
                       "Nothing to do.", file=sys.stderr)
                 return records.read(done), None
         record = records.new_record(

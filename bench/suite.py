@@ -5,7 +5,10 @@ is one ``python -m bench run`` in its own process (one allocator, one memory fig
 framework globals per run; no fork of a process that imported a framework). A cell is named by a
 stable hash of (method, dataset, seed, epochs, hyperparameter overrides, device), stored in its
 record as the tag ``suite_cell``. A cell whose record exists with status ``ok`` or ``diverged`` is
-skipped, so an interrupted suite resumes where it stopped; a failed or timed-out cell runs again,
+skipped, so an interrupted suite resumes where it stopped (every run is started with
+``--resume``: a cell stopped mid-run continues from its last checkpoint, one without a
+checkpoint starts from scratch, and one whose configuration already has a finished record in the
+folder, made outside the suite, counts as done); a failed or timed-out cell runs again,
 and so does a cell whose record came from another version of the adapter's source file (the
 record's ``method_source``), so that edited code is never represented by old results.
 

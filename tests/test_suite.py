@@ -384,6 +384,39 @@ def test_end_to_end_suite_report_compare_and_scale(tmp_path, monkeypatch, capsys
     assert "## Scaling with sequence length" in (tmp_path / "out2" / "report.md").read_text()
 
 
+def test_a_cell_stopped_mid_run_continues_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+    """A rerun of the suite resumes a cell from the checkpoint an earlier invocation left (here:
+    the record of a finished cell removed, its last checkpoint kept), and counts a finished record
+    of the same configuration made outside the suite as done instead of training again."""
+    monkeypatch.setenv("SNN_BENCH_DATA", str(tmp_path / "cache"))
+    dataset = str(write_tiny_dataset(tmp_path / "data"))
+    runs = tmp_path / "runs"
+    common = ["--datasets", dataset, "--seeds", "0", "--epochs", "1", "--set", "hidden=16",
+              "--set", "steps=50", "--set", "dt_ms=20", "--set", "batch_size=16"]
+    args = ["suite", "--methods", "bptt-snntorch", *common, "--out", str(runs)]
+    assert cli_main(args) == 0
+    (first_path,) = runs.glob("*.json")
+    first = json.loads(first_path.read_text())
+    first_path.unlink()  # as if stopped after its last checkpoint, before its record
+    assert cli_main(args) == 0
+    (second_path,) = runs.glob("*.json")
+    second = json.loads(second_path.read_text())
+    assert second["resumed_from"] == first["run_id"]
+    assert [row["train_loss"] for row in second["curve"]] == [
+        row["train_loss"] for row in first["curve"]]
+    assert second["metrics"]["test_acc"] == first["metrics"]["test_acc"]
+
+    other = tmp_path / "other"  # a plain run, then a suite of the same configuration
+    assert cli_main(["run", "--method", "bptt-snntorch", "--dataset", dataset, "--seed", "0",
+                     "--epochs", "1", "--set", "hidden=16", "--set", "steps=50", "--set",
+                     "dt_ms=20", "--set", "batch_size=16", "--no-progress",
+                     "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert cli_main(["suite", "--methods", "bptt-snntorch", *common, "--out", str(other)]) == 0
+    assert len(list(other.glob("*.json"))) == 1
+    assert "finished before" in capsys.readouterr().err
+
+
 def test_scale_table_reports_medians_of_repeats():
     from bench.scale import format_table
     from bench.suite import Cell, Outcome

@@ -102,13 +102,33 @@ def outcome_of(cell, out: Path, code: int, log: Path, before: Container[str],
     if code == 2:
         raise InputError(f"{cell.label}: {launcher.last_error_line(log) or 'bad input'} (log: {log})")
     record = new_record(out, cell.key, before)
+    finished = finished_before(log) if record is None and code == 0 else None
     if record is not None:
         status = record.get("status", "failed")
         note = "" if status == "ok" else str(record.get("error") or "")
+    elif finished is not None:  # the same configuration's record, made outside this cell
+        record, status, note = finished, finished.get("status", "ok"), "finished before"
     else:
         status = "crashed"
         note = f"{launcher.describe_exit(code)}, no record: {launcher.last_error_line(log)}"
     return Outcome(cell=cell, status=status, record=record, seconds=seconds, note=note, log=log)
+
+
+def finished_before(log: Path) -> dict | None:
+    """The record a resumed run named as already finished in its log (launcher.ALREADY_FINISHED),
+    or None."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.startswith(launcher.ALREADY_FINISHED):
+            path = line[len(launcher.ALREADY_FINISHED):].split(". Nothing to do", 1)[0].strip()
+            try:
+                return json.loads(Path(path).read_text())
+            except (OSError, ValueError):
+                return None
+    return None
 
 
 def writable(folder: Path) -> str | None:

@@ -1,6 +1,7 @@
 """The suite's controller: holds the output folder's lock, skips the cells already done, hands the
-rest to an executor in rounds, and resubmits (with ``--resume``) a cell whose run failed or
-crashed, up to ``retries`` times. A cell found running elsewhere (a job of an earlier, killed
+rest to an executor in rounds (every run with ``--resume``, so that a cell stopped mid-run
+continues from its checkpoint), and resubmits a cell whose run failed or crashed, up to
+``retries`` times. A cell found running elsewhere (a job of an earlier, killed
 controller) is waited for, not run again. After a cell fails, the controller checks that the
 output folder still takes a file; if not, it starts no further cell."""
 
@@ -99,7 +100,9 @@ def run_cells(cells: list, options, title: str = "suite", executor: str = "local
 
 def _rounds(engine, todo: list, out: Path, retries: int, reporter: Reporter, title: str) -> list[Outcome]:
     attempts: dict[str, int] = {}
-    resume: set[str] = set()
+    # Every run starts with --resume: a cell stopped mid-run by an earlier invocation (Ctrl-C, a
+    # killed job) continues from its last checkpoint; a cell without one starts from scratch.
+    resume: set[str] = {cell.key for cell in todo}
     final: dict[str, Outcome] = {}
     pending = list(todo)
     while pending and not reporter.stopped:
