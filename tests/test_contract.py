@@ -80,6 +80,24 @@ def test_checkpoint_round_trip(name):
                                method.train_step(next_batch)["loss"], rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", METHODS)
+def test_checkpoint_file_round_trip(name, tmp_path):
+    """As above, through the files a resumed run reads (bench/checkpoints.py), not pickle: every
+    array keeps its shape and dtype, scalars included (an optimiser's step count)."""
+    from bench import checkpoints
+
+    method = _trained(name, seed=1)
+    cls = type(method)
+    checkpoints.save_state(tmp_path / "state", method.state_dict(), {})
+    state, _ = checkpoints.load_state(tmp_path / "state")
+    restored = cls()
+    restored.setup(TINY_SPEC, tiny_hparams(cls), 99, "cpu")
+    restored.load_state_dict(state)
+    next_batch = _batch_for(cls, 11)
+    np.testing.assert_allclose(restored.train_step(next_batch)["loss"],
+                               method.train_step(next_batch)["loss"], rtol=1e-5)
+
+
 def _weights(state: dict, prefix: str = "") -> dict[str, np.ndarray]:
     """Every array under the state's weight containers ("net", "weights", "params"), by path."""
     out: dict[str, np.ndarray] = {}
