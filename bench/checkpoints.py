@@ -36,8 +36,9 @@ def _encode(value: Any, tensors: dict[str, Any]) -> Any:
         return {"__tensor__": key, "kind": "torch"}
     if isinstance(value, np.ndarray) or (hasattr(value, "__array__") and hasattr(value, "dtype")
                                         and not isinstance(value, np.generic)):
-        array = np.array(value, copy=True, order="C")  # keeps 0-d arrays 0-d (ascontiguousarray
-        key = f"t{len(tensors)}"                          # would make them shape (1,))
+        # np.array keeps a 0-d array 0-d (np.ascontiguousarray would make it shape (1,))
+        array = np.array(value, copy=True, order="C")
+        key = f"t{len(tensors)}"
         tensors[key] = torch.from_numpy(array) if array.dtype != object else _refuse(array)
         return {"__tensor__": key, "kind": "numpy"}
     if isinstance(value, dict):

@@ -359,3 +359,31 @@ def test_hparams_shared_by_name():
     assert shared <= set(ParaLIFHparams.__dataclass_fields__)
     with pytest.raises(InputError):
         ParaLIFHparams(spike_mode="X").validate()
+
+
+def test_spyx_optimiser_is_torch_adam():
+    """bptt-spyx's optax optimiser takes the same steps as torch.optim.Adam (the other backends'
+    optimiser) on the same gradients, including after a rate change through its state."""
+    import jax.numpy as jnp
+    import optax
+
+    from methods.bptt_spyx import adam
+
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(3, 4)).astype(np.float32)
+    grads = [rng.normal(size=(3, 4)).astype(np.float32) for _ in range(4)]
+    weight = torch.tensor(start, requires_grad=True)
+    optimizer = torch.optim.Adam([weight], lr=1e-2)
+    tx = adam(1e-2)
+    params = jnp.asarray(start)
+    state = tx.init(params)
+    for step, grad in enumerate(grads):
+        if step == 2:  # the schedule's path: a new rate for the following steps
+            optimizer.param_groups[0]["lr"] = 2.5e-3
+            state.hyperparams["learning_rate"] = jnp.asarray(2.5e-3, dtype=jnp.float32)
+        weight.grad = torch.tensor(grad)
+        optimizer.step()
+        updates, state = tx.update(jnp.asarray(grad), state, params)
+        params = optax.apply_updates(params, updates)
+        np.testing.assert_allclose(np.asarray(params), weight.detach().numpy(), rtol=1e-5,
+                                   atol=1e-7)

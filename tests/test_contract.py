@@ -63,11 +63,21 @@ def test_same_seed_same_result(name):
     np.testing.assert_array_equal(first, second)
 
 
+@pytest.mark.parametrize("via", ["pickle", "files"])
 @pytest.mark.parametrize("name", METHODS)
-def test_checkpoint_round_trip(name):
+def test_checkpoint_round_trip(name, via, tmp_path):
+    """A restored state predicts and trains on as the original, through pickle and through the
+    files a resumed run reads (bench/checkpoints.py: every array keeps its shape and dtype,
+    scalars included, e.g. an optimiser's step count)."""
+    from bench import checkpoints
+
     method = _trained(name, seed=1)
     cls = type(method)
-    state = pickle.loads(pickle.dumps(method.state_dict()))
+    if via == "pickle":
+        state = pickle.loads(pickle.dumps(method.state_dict()))
+    else:
+        checkpoints.save_state(tmp_path / "state", method.state_dict(), {})
+        state, _ = checkpoints.load_state(tmp_path / "state")
     restored = cls()
     restored.setup(TINY_SPEC, tiny_hparams(cls), 99, "cpu")  # other seed: state must win
     restored.load_state_dict(state)
@@ -75,24 +85,6 @@ def test_checkpoint_round_trip(name):
     np.testing.assert_allclose(np.asarray(restored.predict(batch)), np.asarray(method.predict(batch)),
                                rtol=1e-6, atol=1e-7)
     # training continues identically from a restored checkpoint
-    next_batch = _batch_for(cls, 11)
-    np.testing.assert_allclose(restored.train_step(next_batch)["loss"],
-                               method.train_step(next_batch)["loss"], rtol=1e-5)
-
-
-@pytest.mark.parametrize("name", METHODS)
-def test_checkpoint_file_round_trip(name, tmp_path):
-    """As above, through the files a resumed run reads (bench/checkpoints.py), not pickle: every
-    array keeps its shape and dtype, scalars included (an optimiser's step count)."""
-    from bench import checkpoints
-
-    method = _trained(name, seed=1)
-    cls = type(method)
-    checkpoints.save_state(tmp_path / "state", method.state_dict(), {})
-    state, _ = checkpoints.load_state(tmp_path / "state")
-    restored = cls()
-    restored.setup(TINY_SPEC, tiny_hparams(cls), 99, "cpu")
-    restored.load_state_dict(state)
     next_batch = _batch_for(cls, 11)
     np.testing.assert_allclose(restored.train_step(next_batch)["loss"],
                                method.train_step(next_batch)["loss"], rtol=1e-5)
