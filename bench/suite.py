@@ -19,7 +19,8 @@ arguments stops the suite, and so does another suite already working on the same
 when interrupted (SIGINT or SIGTERM: the running cell is stopped too).
 
 With the default ``--executor local`` cells run one after another: runs that share a machine
-disturb each other's clocks. ``--executor slurm|ray`` hands each cell to a cluster engine
+disturb each other's clocks. ``--jobs N`` runs up to N at once instead (each run's record then
+carries the tag ``suite_jobs``, so its time figures are known to come from a shared machine). ``--executor slurm|ray`` hands each cell to a cluster engine
 (:mod:`bench.executors`, docs/cluster.md); ``--dry-run`` prints one command per cell for any
 other scheduler.
 """
@@ -64,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the command of every cell still to run, and run nothing")
     add_executor_arguments(parser)
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="local: run up to N cells at once (default 1; each uses --threads "
+                             "threads, and their time figures are those of a shared machine)")
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,13 +104,19 @@ def engine_options(args: argparse.Namespace) -> dict:
         raise InputError("--cpus-per-run must be at least 1")
     if args.time is not None and args.time < 1:
         raise InputError("--time must be at least 1 minute")
+    jobs = getattr(args, "jobs", 1)
+    if jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    if jobs > 1 and args.executor != "local":
+        raise InputError(f"--jobs is for the local executor; {args.executor} runs cells side by "
+                         "side already")
     if args.executor == "slurm":
         minutes = args.time or (int(4 * args.time_limit / 60) + 10 if args.time_limit else 24 * 60)
         return {"cluster": args.slurm_cluster, "partition": args.partition, "cpus": cpus,
                 "gpus": args.gpus_per_run, "minutes": minutes}
     if args.executor == "ray":
         return {"address": args.ray_address, "cpus": cpus, "gpus": args.gpus_per_run}
-    return {}
+    return {"jobs": getattr(args, "jobs", 1)}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -116,7 +126,8 @@ def main(args: argparse.Namespace) -> int:
                         overrides=args.overrides, grid=args.grid, device=args.device)
     if args.threads < 1:
         raise InputError("--threads must be at least 1")
-    options = RunOptions(out=args.out, threads=args.threads, time_limit=args.time_limit)
+    options = RunOptions(out=args.out, threads=args.threads, time_limit=args.time_limit,
+                         jobs=args.jobs)
     engine = engine_options(args)
     if args.dry_run:
         done = existing_cells(Path(args.out))
@@ -219,6 +230,8 @@ class Cell:
 
     def command(self, options: "RunOptions", resume: bool = False) -> list[str]:
         tags = [("suite_cell", self.key)]
+        if options.jobs > 1:  # the run shares the machine with up to jobs - 1 others
+            tags.append(("suite_jobs", str(options.jobs)))
         if self.grid:
             tags.append(("suite_grid", ",".join(f"{k}={v}" for k, v in self.grid)))
         return launcher.run_command(
@@ -266,6 +279,7 @@ class RunOptions:
     out: str | Path = DEFAULT_OUT
     threads: int = 1
     time_limit: float | None = None
+    jobs: int = 1  # cells run at once by the local executor
 
 
 def run_cells(cells: list[Cell], options: RunOptions, title: str = "suite", executor: str = "local",

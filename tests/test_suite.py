@@ -322,6 +322,57 @@ def test_a_cell_that_fails_once_succeeds_on_resubmission(tmp_path, stand_in, cap
 
 
 # ---------------------------------------------------------------------------------------------
+# --jobs: several cells at once on this machine
+
+
+def test_jobs_run_cells_side_by_side_and_an_interrupt_stops_them_all(tmp_path, stand_in):
+    set_plan, calls = stand_in
+    set_plan({"bptt-snntorch:0": "slow", "bptt-snntorch:1": "slow", "sleep": 120})
+    out = tmp_path / "runs"
+    controller = suite_process(tmp_path, out, "--jobs", "2")
+    children = wait_for_pids(tmp_path, 2)  # both slow cells started before either ended
+    controller.send_signal(signal.SIGTERM)
+    assert controller.wait(timeout=90) == 130
+    assert all(gone(pid) for pid in children), "a run outlived the suite"
+    set_plan({})
+    assert cli_main([*SUITE, "--out", str(out), "--jobs", "2"]) == 0  # the rerun finishes it
+    assert len(calls()) == 6
+    done = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    ok = [r for r in done if r["status"] == "ok"]
+    assert len({r["tags"]["suite_cell"] for r in ok}) == 4
+    assert all(r["tags"]["suite_jobs"] == "2" for r in done)
+
+
+def test_jobs_stop_every_run_when_one_rejects_its_input(tmp_path, stand_in, capsys):
+    set_plan, calls = stand_in
+    set_plan({"bptt-snntorch:0": "exit2", "bptt-snntorch:1": "slow", "sleep": 120})
+    started = time.monotonic()
+    assert cli_main([*SUITE, "--out", str(tmp_path / "runs"), "--jobs", "2"]) == 2
+    assert time.monotonic() - started < 90  # the slow run was stopped, not waited for
+    assert "unknown hyperparameter 'nosuch'" in capsys.readouterr().err
+    assert len(calls()) == 2  # no cell started after the bad one
+    (child,) = [int(x) for x in (tmp_path / "pids.txt").read_text().split()]
+    assert gone(child)
+
+
+def test_one_job_at_a_time_leaves_no_jobs_tag(tmp_path, stand_in):
+    assert cli_main([*SUITE, "--out", str(tmp_path / "runs")]) == 0
+    tags = [json.loads(p.read_text())["tags"] for p in (tmp_path / "runs").glob("*.json")]
+    assert len(tags) == 4 and not any("suite_jobs" in t for t in tags)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--jobs", "2", "--executor", "ray"], "--jobs is for the local executor"),
+])
+def test_bad_jobs_are_input_errors(tmp_path, stand_in, capsys, extra, message):
+    set_plan, calls = stand_in
+    assert cli_main([*SUITE, "--out", str(tmp_path / "runs"), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert calls() == []
+
+
+# ---------------------------------------------------------------------------------------------
 # The real thing, tiny
 
 

@@ -1,6 +1,6 @@
-"""Where a suite's cells run: ``local`` (one after another on this machine), ``slurm`` (one
-SLURM job per cell through submitit) or ``ray`` (one Ray task per cell). Every executor runs the
-same ``bench run`` command of a cell, writing its record straight into the suite's output folder
+"""Where a suite's cells run: ``local`` (on this machine, one after another or ``--jobs`` at
+once), ``slurm`` (one SLURM job per cell through submitit) or ``ray`` (one Ray task per cell).
+Every executor runs the same ``bench run`` command of a cell, writing its record straight into the suite's output folder
 (shared storage for the cluster executors); the controller (:mod:`bench.executors.controller`)
 is the same for all."""
 
@@ -15,7 +15,7 @@ def make_executor(name: str, options, lock, engine_options: dict):
     if name == "local":
         from bench.executors.local import LocalExecutor
 
-        return LocalExecutor(options, lock)
+        return LocalExecutor(options, lock, **engine_options)
     if name == "slurm":
         from bench.executors.slurm import SlurmExecutor
 

@@ -32,6 +32,7 @@ class Reporter:
         self.progress = Progress(*columns, console=self.console, transient=False)
         self.task = self.progress.add_task(title, total=total, current="")
         self.stopped = ""
+        self.running: list[str] = []  # labels of the cells running now
 
     def __enter__(self):
         self.progress.__enter__()
@@ -41,15 +42,22 @@ class Reporter:
         return self.progress.__exit__(*exc)
 
     def starting(self, cell) -> None:
-        from rich.markup import escape
-
-        self.progress.update(self.task, current=escape(cell.label))
+        self.running.append(cell.label)
+        self._show_running()
 
     def finished(self, outcome: Outcome) -> None:
+        if outcome.cell.label in self.running:
+            self.running.remove(outcome.cell.label)
+        self._show_running()
         if outcome.status == "not started":
             return
         self.progress.console.print(outcome_line(outcome))
-        self.progress.update(self.task, advance=1, current="")
+        self.progress.update(self.task, advance=1)
+
+    def _show_running(self) -> None:
+        from rich.markup import escape
+
+        self.progress.update(self.task, current=escape("; ".join(self.running)))
 
     def resubmitted(self) -> None:
         total = self.progress.tasks[0].total or 0
