@@ -355,6 +355,19 @@ def test_jobs_stop_every_run_when_one_rejects_its_input(tmp_path, stand_in, caps
     assert gone(child)
 
 
+def test_jobs_start_no_cell_once_the_folder_cannot_be_written(tmp_path, stand_in, capsys,
+                                                               monkeypatch):
+    from bench.executors import controller
+
+    set_plan, calls = stand_in
+    set_plan({"bptt-snntorch:0": "failed", "bptt-snntorch:1": "slow", "sleep": 3})
+    monkeypatch.setattr(controller, "writable", lambda folder: "OSError: Read-only file system")
+    assert cli_main([*SUITE, "--out", str(tmp_path / "runs"), "--jobs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert len(calls()) == 2  # the two started together; no third
+    assert "4 runs (2 run now, 0 done before): 1 failed, 2 not started, 1 ok" in err
+
+
 def test_one_job_at_a_time_leaves_no_jobs_tag(tmp_path, stand_in):
     assert cli_main([*SUITE, "--out", str(tmp_path / "runs")]) == 0
     tags = [json.loads(p.read_text())["tags"] for p in (tmp_path / "runs").glob("*.json")]

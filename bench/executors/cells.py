@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
@@ -207,6 +208,7 @@ class SuiteLock(FileLock):
     def __init__(self, out: Path):
         super().__init__(Path(out) / "locks" / "suite.lock")
         self.children: dict[str, str] = {}
+        self._guard = threading.Lock()  # `--jobs`: runs start and end on several threads
 
     def acquire(self) -> None:
         if not self.try_acquire():
@@ -216,12 +218,14 @@ class SuiteLock(FileLock):
         self.write({"pid": os.getpid(), "children": {}})
 
     def add_child(self, pid: int) -> None:
-        self.children[str(pid)] = _start_time(pid) or ""
-        self.write({"pid": os.getpid(), "children": self.children})
+        with self._guard:
+            self.children[str(pid)] = _start_time(pid) or ""
+            self.write({"pid": os.getpid(), "children": self.children})
 
     def remove_child(self, pid: int) -> None:
-        self.children.pop(str(pid), None)
-        self.write({"pid": os.getpid(), "children": self.children})
+        with self._guard:
+            self.children.pop(str(pid), None)
+            self.write({"pid": os.getpid(), "children": self.children})
 
 
 def _start_time(pid: int) -> str | None:

@@ -68,9 +68,9 @@ class LocalExecutor:
         return outcomes
 
     def _side_by_side(self, cells: list, resume: set[str], report) -> list[Outcome]:
-        """Up to ``jobs`` runs at once. After a run that stops the suite (see
-        ``report.should_stop``) no further run starts; the running ones finish. An interrupt, or
-        a run that rejects its input, stops the running ones too."""
+        """Up to ``jobs`` runs at once. Once the suite must stop (``report.should_stop``: the
+        output folder can no longer be written) no further run starts and the running ones
+        finish; an interrupt, or a run that rejects its input, stops the running ones too."""
         outcomes: list[Outcome] = []
         queue = list(cells)
         running: dict[Future, object] = {}
