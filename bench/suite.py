@@ -20,9 +20,9 @@ when interrupted (SIGINT or SIGTERM: the running cell is stopped too).
 
 With the default ``--executor local`` cells run one after another: runs that share a machine
 disturb each other's clocks. ``--jobs N`` runs up to N at once instead (each run's record then
-carries the tag ``suite_jobs``, so its time figures are known to come from a shared machine). ``--executor slurm|ray`` hands each cell to a cluster engine
-(:mod:`bench.executors`, docs/cluster.md); ``--dry-run`` prints one command per cell for any
-other scheduler.
+carries the tag ``suite_jobs``, so its time figures are known to come from a shared machine).
+``--executor slurm|ray`` hands each cell to a cluster engine (:mod:`bench.executors`,
+docs/cluster.md); ``--dry-run`` prints one command per cell for any other scheduler.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def engine_options(args: argparse.Namespace) -> dict:
                 "gpus": args.gpus_per_run, "minutes": minutes}
     if args.executor == "ray":
         return {"address": args.ray_address, "cpus": cpus, "gpus": args.gpus_per_run}
-    return {"jobs": getattr(args, "jobs", 1)}
+    return {"jobs": jobs}
 
 
 def main(args: argparse.Namespace) -> int:
